@@ -1,0 +1,84 @@
+"""The command line: `python -m graders grade | stubs | snapshots | bench`. Parsing only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from graders import chapters
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from graders.grade import GraderError, Run, grade, main_error
+
+    run = Run(impl=Path(args.impl), requested=args.chapter, report_dir=Path(args.report),
+              hidden=not args.public_only, progress=not args.no_progress)
+    try:
+        grade(run)
+    except (GraderError, chapters.UnknownChapter) as exc:
+        return main_error(str(exc))
+    return 0  # grading completed, whatever the score
+
+
+def _stubs(args: argparse.Namespace) -> int:
+    from graders import stubs
+
+    if args.check:
+        problems = stubs.check(chapters.REFERENCE, chapters.ASSIGNMENTS)
+        for problem in problems:
+            print(problem)
+        if problems:
+            print("assignments/ has drifted from reference_solutions/: run `nox -s stubs`", file=sys.stderr)
+        return 1 if problems else 0
+    for path in stubs.generate(chapters.REFERENCE, chapters.ASSIGNMENTS):
+        print(f"wrote {path.relative_to(chapters.ROOT)}")
+    return 0
+
+
+def _snapshots(args: argparse.Namespace) -> int:
+    import pytest
+
+    selected = [chapters.find(c) for c in args.chapter] if args.chapter else list(chapters.graded())
+    files = [str(c.suite("public")) for c in selected]
+    return int(pytest.main([*files, "-p", "graders.plugin", "--impl", str(chapters.REFERENCE), "--snapshot-update",
+                            "-c", str(chapters.GRADERS / "pytest.ini"), "--rootdir", str(chapters.GRADERS),
+                            "-p", "no:cacheprovider", "-q"]))
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from graders import bench
+
+    return bench.main(args.impl)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m graders", description="Grade the course's assignments.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    grade = commands.add_parser("grade", help="grade a tree and write reports")
+    grade.add_argument("--impl", default=str(chapters.ASSIGNMENTS), help="the tree to grade (default: assignments/)")
+    grade.add_argument("--chapter", action="append", default=[], help="a chapter id or number; repeat for more")
+    grade.add_argument("--report", default="reports", help="where grade.json and results.json go (default: reports/)")
+    grade.add_argument("--public-only", action="store_true", help="skip hidden tests even where they exist")
+    grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.set_defaults(func=_grade)
+
+    stubs = commands.add_parser("stubs", help="write assignments/ from the reference's solution regions")
+    stubs.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
+    stubs.set_defaults(func=_stubs)
+
+    snapshots = commands.add_parser("snapshots", help="regenerate public golden snapshots from the reference")
+    snapshots.add_argument("--chapter", action="append", default=[])
+    snapshots.set_defaults(func=_snapshots)
+
+    bench = commands.add_parser("bench", help="grading time per chapter, attention speed vs PyTorch")
+    bench.add_argument("--impl", default=str(chapters.REFERENCE))
+    bench.set_defaults(func=_bench)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The untrusted side of the worker: imports student modules and answers calls.
+
+Started by `submission.Submission` as `python -I _child.py CONFIG_JSON`, with the student tree
+alone on `sys.path`, in a scratch working directory, with stdout and stderr sent to files.
+This file imports only the standard library and torch: it never sees the graders, the
+reference solutions or the hidden tests.
+
+Protocol: frames on two private file descriptors (never stdout, so a student's `print` cannot
+forge a reply). A frame is an 8-byte big-endian length followed by a `torch.save` payload.
+The grader sends requests; the child answers each with one reply made only of plain data
+(tensors, numbers, strings, lists, tuples, dicts), which the grader decodes with
+`torch.load(weights_only=True)` and checks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import struct
+import sys
+import traceback
+
+HEADER = struct.Struct(">Q")
+
+
+def write_frame(fd: int, payload: bytes) -> None:
+    data = HEADER.pack(len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def read_exact(fd: int, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("pipe closed")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, max_bytes: int) -> bytes:
+    (size,) = HEADER.unpack(read_exact(fd, HEADER.size))
+    if size > max_bytes:
+        raise ValueError(f"frame of {size} bytes exceeds the limit of {max_bytes}")
+    return read_exact(fd, size)
+
+
+# --- everything below runs only in the child process ------------------------------------
+
+
+def _set_limits(config: dict) -> None:
+    """Resource limits, set before torch or any student code is imported."""
+    for name, value in config.get("limits", {}).items():
+        limit = getattr(resource, name)
+        resource.setrlimit(limit, (value, value))
+
+
+def _encode(obj, torch):
+    """Student outputs -> plain data. Anything else becomes an `$unsupported` marker."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu").clone().as_subclass(torch.Tensor)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, tuple):
+        return tuple(_encode(x, torch) for x in obj)
+    if isinstance(obj, list):
+        return [_encode(x, torch) for x in obj]
+    if isinstance(obj, dict) and all(isinstance(k, str) for k in obj):
+        return {k: _encode(v, torch) for k, v in obj.items()}
+    return {"$unsupported": type(obj).__module__ + "." + type(obj).__qualname__}
+
+
+def _select(obj, path):
+    for index in path:
+        obj = obj[index]
+    return obj
+
+
+class _Session:
+    """Objects built by one request, addressed by name (`self` is the built module)."""
+
+    def __init__(self, modules: dict, torch) -> None:
+        self.modules = modules
+        self.torch = torch
+        self.objects: dict = {}
+
+    def resolve(self, target: str):
+        """`softmax` (a module-level name) or `name.attr` (an attribute of a built object)."""
+        head, _, rest = target.partition(".")
+        if head in self.objects:
+            obj = self.objects[head]
+        else:
+            module = self.modules[self.current_module]
+            if not hasattr(module, head):
+                raise AttributeError(f"{self.current_module}.py has no `{head}`")
+            obj = getattr(module, head)
+        for part in rest.split(".") if rest else ():
+            obj = getattr(obj, part)
+        return obj
+
+    def value(self, arg):
+        """Replace `{"$obj": name}` references with the named objects."""
+        if isinstance(arg, dict) and set(arg) == {"$obj"}:
+            return self.objects[arg["$obj"]]
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(self.value(a) for a in arg)
+        if isinstance(arg, dict):
+            return {k: self.value(v) for k, v in arg.items()}
+        return arg
+
+    def run(self, request: dict) -> dict:
+        torch = self.torch
+        self.current_module = request["module"]
+        if request.get("seed") is not None:
+            torch.manual_seed(request["seed"])
+        for name, spec in request.get("objects", {}).items():
+            self.objects[name] = self.resolve(spec["cls"])(**self.value(spec.get("init", {})))
+        build = request.get("build")
+        if build is not None:
+            module = self.resolve(build["cls"])(**build.get("init", {}))
+            if build.get("state_dict") is not None:
+                module.load_state_dict(build["state_dict"], strict=True)
+            module.train(bool(build.get("train", False)))
+            if build.get("double"):
+                module.double()
+            self.objects["self"] = module
+        grad = request.get("grad")
+        outputs, input_grads = [], {}
+        for index, call in enumerate(request.get("calls", [])):
+            args = list(self.value(call.get("args", [])))
+            kwargs = dict(self.value(call.get("kwargs", {})))
+            wants_grad = grad is not None and grad["call"] == index
+            if wants_grad:
+                for key in grad.get("wrt", []):
+                    holder, slot = (args, key) if isinstance(key, int) else (kwargs, key)
+                    holder[slot] = holder[slot].detach().clone().requires_grad_(True)
+            result = self.resolve(call["fn"])(*args, **kwargs)
+            if wants_grad:
+                output = _select(result, grad.get("output", []))
+                if not isinstance(output, torch.Tensor):
+                    raise TypeError(f"expected a Tensor to differentiate, got {type(output).__name__}")
+                wrt = [(key, args[key] if isinstance(key, int) else kwargs[key]) for key in grad.get("wrt", [])]
+                module = self.objects.get("self")
+                params = list(module.named_parameters()) if module is not None else []
+                leaves = [t for _, t in wrt] + [p for _, p in params]
+                grads = torch.autograd.grad(output, leaves, grad_outputs=grad["upstream"], allow_unused=True)
+                input_grads = {str(key): g for (key, _), g in zip(wrt, grads[: len(wrt)])}
+                param_grads = {name: g for (name, _), g in zip(params, grads[len(wrt):])}
+                input_grads = {"inputs": input_grads, "params": param_grads}
+            outputs.append(result)
+        attrs = {name: self.resolve(name) for name in request.get("attrs", [])}
+        reply = {"ok": True, "outputs": outputs, "grads": input_grads, "attrs": attrs}
+        if request.get("state_dict_shapes"):
+            reply["state_dict_shapes"] = {k: list(v.shape) for k, v in self.objects["self"].state_dict().items()}
+        return reply
+
+
+def _failure(exc: BaseException, student_dir: str) -> dict:
+    """Describe a student exception as data, with the traceback cut to the student's frames."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(student_dir)]
+    where = "".join(traceback.format_list(frames[-6:]))
+    kind = "exception"
+    if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "not enough memory" in str(exc):
+        kind = "memory"
+    elif isinstance(exc, SystemExit):
+        kind = "exit"
+    return {
+        "ok": False,
+        "kind": kind,
+        "type": type(exc).__name__,
+        "mro": [c.__name__ for c in type(exc).__mro__],
+        "message": str(exc)[:2000],
+        "traceback": where[-4000:],
+    }
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    request_fd, reply_fd = config["request_fd"], config["reply_fd"]
+    _set_limits(config)
+    import torch  # after the limits, so a blow-up during import is bounded too
+
+    torch.set_num_threads(1)  # the grader runs beside us on a small machine
+    write_frame(reply_fd, _save({"ok": True, "phase": "booted"}, torch))
+
+    student_dir = os.path.realpath(config["student_dir"])
+    sys.path.insert(0, student_dir)
+    modules, imports = {}, {}
+    for name in config["modules"]:
+        try:
+            modules[name] = __import__(name)
+            imports[name] = None
+        except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
+            imports[name] = _failure(exc, student_dir) | _syntax_detail(exc)
+    write_frame(reply_fd, _save({"ok": True, "phase": "imported", "imports": imports}, torch))
+
+    while True:
+        try:
+            request = torch.load(io.BytesIO(read_frame(request_fd, 1 << 34)), weights_only=True)
+        except EOFError:
+            return
+        try:
+            reply = _Session(modules, torch).run(request)
+            payload = _save(reply, torch)
+        except BaseException as exc:  # noqa: BLE001 - the student's code may raise anything
+            payload = _save(_failure(exc, student_dir), torch)
+        write_frame(reply_fd, payload)
+
+
+def _syntax_detail(exc: BaseException) -> dict:
+    if isinstance(exc, SyntaxError):
+        return {"line": exc.lineno or 0, "text": (exc.text or "").rstrip()[:200]}
+    return {}
+
+
+def _save(obj, torch) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(_encode(obj, torch), buffer)
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    main()

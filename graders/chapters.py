@@ -1,0 +1,81 @@
+"""The chapter table: one row per chapter of the course, the single place that names them.
+
+Everything else (the CLI's `--chapter`, the suites' file names, the reports, the stub
+generator) looks chapters up here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository (or release) root
+GRADERS = ROOT / "graders"
+REFERENCE = ROOT / "reference_solutions"
+ASSIGNMENTS = ROOT / "assignments"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    number: int
+    id: str
+    modules: tuple[str, ...]  # student module names, without ".py"
+    page: str  # reading page under site/docs/
+    # Fully qualified names the student may not call in this chapter. A name ending in
+    # ".*" bans a method on any object (e.g. "Tensor.softmax" as `x.softmax(...)`).
+    banned: tuple[str, ...] = field(default=())
+
+    @property
+    def slug(self) -> str:
+        """File-name stem of the chapter's suites and snapshots, e.g. `02_multi_head_attention`."""
+        return f"{self.number:02d}_{self.id}"
+
+    @property
+    def module(self) -> str:
+        """The chapter's main student module."""
+        return self.modules[0]
+
+    def suite(self, visibility: str) -> Path:
+        return GRADERS / visibility / f"test_{self.slug}.py"
+
+    def page_url(self, anchor: str = "") -> str:
+        """Where the reading page lives on the built site (for links in feedback)."""
+        stem = self.page.removesuffix(".md")
+        return f"site/docs/{self.page}" + (f"#{anchor}" if anchor else "") if stem else ""
+
+
+CHAPTERS: tuple[Chapter, ...] = (
+    Chapter(1, "transformer_architecture", ("transformer_full",), "01_transformer_architecture.md",
+            banned=("torch.nn.Transformer", "torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder",
+                    "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer")),
+    Chapter(2, "multi_head_attention", ("multi_head_attention",), "02_multi_head_attention.md",
+            banned=("torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.softmax",
+                    "torch.softmax", "torch.special.softmax", "torch.nn.Softmax", "torch.nn.MultiheadAttention",
+                    "Tensor.softmax")),
+    Chapter(3, "positional_encodings", ("positional_encoding",), "03_positional_encodings.md"),
+    Chapter(4, "feedforward_networks", ("feedforward",), "04_feedforward_networks.md"),
+    Chapter(5, "layer_normalization", ("normalization",), "05_layer_normalization.md",
+            banned=("torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm", "torch.nn.functional.batch_norm",
+                    "torch.nn.LayerNorm", "torch.nn.RMSNorm", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d")),
+    Chapter(6, "training_dynamics", ("training_loop",), "06_training_dynamics.md"),
+    Chapter(7, "capstone", ("gpt", "train_gpt"), "07_capstone.md"),
+)
+
+
+class UnknownChapter(ValueError):
+    pass
+
+
+def find(key: str | int) -> Chapter:
+    """A chapter by id (`multi_head_attention`), number (`2`, `02`) or slug."""
+    text = str(key).strip()
+    for chapter in CHAPTERS:
+        if text in (chapter.id, chapter.slug) or (text.isdigit() and int(text) == chapter.number):
+            return chapter
+    known = ", ".join(f"{c.number} ({c.id})" for c in CHAPTERS)
+    raise UnknownChapter(f"unknown chapter {key!r}; known chapters: {known}")
+
+
+def graded() -> tuple[Chapter, ...]:
+    """Chapters that have a suite in this tree (the public one, at least)."""
+    return tuple(c for c in CHAPTERS if c.suite("public").exists())

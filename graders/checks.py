@@ -1,0 +1,84 @@
+"""Assertions whose failure messages teach.
+
+Every check compares element by element and, on failure, says which property broke, how
+large the error is and where it is largest. Hidden tests call them with `reveal=False`: the
+message then shows the student's own value but never the expected one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from graders.tolerances import Tolerance
+
+
+class GradingFailure(AssertionError):
+    """A property of the student's output does not hold."""
+
+
+def fail(message: str) -> None:
+    raise GradingFailure(message)
+
+
+def check_tensor(actual, *, what: str, shape: tuple[int, ...] | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`actual` is a tensor of the given shape and dtype, with no NaN or inf where finite is expected."""
+    if not isinstance(actual, torch.Tensor):
+        fail(f"{what}: expected a Tensor, got {type(actual).__name__}")
+    if shape is not None and tuple(actual.shape) != tuple(shape):
+        fail(f"{what}: expected shape {tuple(shape)}, got {tuple(actual.shape)}")
+    if dtype is not None and actual.dtype != dtype:
+        fail(f"{what}: expected dtype {dtype} (the input's), got {actual.dtype}")
+    return actual
+
+
+def assert_finite(actual: torch.Tensor, *, what: str) -> None:
+    bad = ~torch.isfinite(actual)
+    if bad.any():
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        count = int(bad.sum())
+        fail(f"{what}: {count} of {actual.numel()} entries are NaN or inf; the first at index {index} "
+             f"is {actual[index].item()}")
+
+
+def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, reveal: bool = False,
+                 hint: str = "") -> None:
+    """`actual` matches `expected` element-wise within `tol` (shapes must agree exactly)."""
+    actual = check_tensor(actual, what=what, shape=tuple(expected.shape))
+    a = actual.detach().to(torch.float64)
+    e = expected.detach().to(torch.float64)
+    nan_mismatch = torch.isnan(a) != torch.isnan(e)
+    inf_mismatch = (torch.isinf(a) | torch.isinf(e)) & (a != e)
+    if nan_mismatch.any() or inf_mismatch.any():
+        index = tuple(int(i) for i in (nan_mismatch | inf_mismatch).nonzero()[0])
+        got = a[index].item()
+        text = f"{what}: non-finite mismatch at index {index}: you returned {got}"
+        fail(text + (f", expected {e[index].item()}" if reveal else "") + _hint(hint))
+    finite = torch.isfinite(a) & torch.isfinite(e)
+    err = torch.where(finite, (a - e).abs(), torch.zeros_like(a))
+    allowed = tol.atol + tol.rtol * e.abs()
+    bad = finite & (err > allowed)
+    if not bad.any():
+        return
+    index = tuple(int(i) for i in torch.nonzero(err == err[bad].max())[0])
+    rel = err[index] / e[index].abs().clamp_min(1e-300)
+    lines = [
+        f"{what}: {int(bad.sum())} of {a.numel()} entries are off",
+        f"  largest error {err[index].item():.3g} (relative {rel.item():.3g}) at index {index}",
+        f"  you returned {a[index].item():.6g}" + (f", expected {e[index].item():.6g}" if reveal else ""),
+        f"  allowed: {tol.atol:.1e} + {tol.rtol:.1e} * |expected| ({tol.reason})",
+    ]
+    fail("\n".join(lines) + _hint(hint))
+
+
+def assert_equal(actual, expected: torch.Tensor, *, what: str, reveal: bool = False, hint: str = "") -> None:
+    """Exact equality (booleans, integers, values that must be exactly 0)."""
+    actual = check_tensor(actual, what=what, shape=tuple(expected.shape))
+    diff = actual != expected.to(actual.dtype)
+    if diff.any():
+        index = tuple(int(i) for i in diff.nonzero()[0])
+        text = f"{what}: {int(diff.sum())} of {actual.numel()} entries differ; at index {index} you returned {actual[index].item()}"
+        fail(text + (f", expected {expected[index].item()}" if reveal else "") + _hint(hint))
+
+
+def _hint(hint: str) -> str:
+    return f"\n  see: {hint}" if hint else ""

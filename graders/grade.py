@@ -1,0 +1,116 @@
+"""A grade run, as ordered small steps: resolve -> run suites -> build reports -> write -> show.
+
+    STEPS = resolve_chapters, run_suites, build_reports, write_reports, show_table
+
+Each step takes and returns the same `Run`; the order is the only wiring.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from graders import chapters, report
+from graders.plugin import TestRecord, grading
+
+
+class GraderError(RuntimeError):
+    """The grader itself could not run (as opposed to a student's code failing)."""
+
+
+@dataclass
+class Run:
+    impl: Path
+    requested: list[str]
+    report_dir: Path
+    hidden: bool = True
+    progress: bool = True
+    chapters: list[chapters.Chapter] = field(default_factory=list)
+    records: list[TestRecord] = field(default_factory=list)
+    grade: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def resolve_chapters(run: Run) -> Run:
+    """`--chapter` values (ids, numbers) -> chapters that have suites; default: all of them."""
+    available = chapters.graded()
+    if not available:
+        raise GraderError("this tree has no grading suites under graders/public/")
+    run.chapters = [chapters.find(key) for key in run.requested] if run.requested else list(available)
+    for chapter in run.chapters:
+        if chapter not in available:
+            raise GraderError(f"chapter {chapter.slug} has no grading suite yet")
+    if not run.impl.is_dir():
+        raise GraderError(f"--impl {run.impl} is not a directory")
+    return run
+
+
+def run_suites(run: Run) -> Run:
+    """pytest over each chapter's public suite, and its hidden suite where this tree has one."""
+    files = []
+    for chapter in run.chapters:
+        files.append(chapter.suite("public"))
+        if run.hidden and chapter.suite("hidden").exists():
+            files.append(chapter.suite("hidden"))
+    collector = _Collector()
+    args = [*map(str, files), "-p", "graders.plugin", "--impl", str(run.impl),
+            "-c", str(chapters.GRADERS / "pytest.ini"), "--rootdir", str(chapters.GRADERS),
+            "-p", "no:cacheprovider", "-p", "no:terminal"]
+    if run.progress:
+        args.append("--grading-progress")
+    start = time.monotonic()
+    code = pytest.main(args, plugins=[collector])
+    run.seconds = time.monotonic() - start
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or collector.records is None:
+        raise GraderError(f"the grading suites could not run (pytest exit code {int(code)})")
+    run.records = collector.records
+    return run
+
+
+def build_reports(run: Run) -> Run:
+    run.grade = report.grade_json(run.impl, run.chapters, run.records)
+    run.results = report.gradescope_json(run.grade, run.seconds)
+    return run
+
+
+def write_reports(run: Run) -> Run:
+    report.write_json(run.report_dir / "grade.json", run.grade)
+    report.write_json(run.report_dir / "results.json", run.results)
+    return run
+
+
+def show_table(run: Run) -> Run:
+    print(report.table(run.grade))
+    print(f"\nreports: {run.report_dir / 'grade.json'}, {run.report_dir / 'results.json'} ({run.seconds:.1f} s)")
+    if not run.hidden or not any(c.suite("hidden").exists() for c in run.chapters):
+        print("hidden tests run when your instructor grades.")
+    return run
+
+
+STEPS = (resolve_chapters, run_suites, build_reports, write_reports, show_table)
+
+
+def grade(run: Run) -> Run:
+    for step in STEPS:
+        run = step(run)
+    return run
+
+
+class _Collector:
+    """Takes the records from the plugin's session state when pytest finishes."""
+
+    records: list[TestRecord] | None = None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.records = list(grading(session.config).records)
+
+
+def main_error(message: str) -> int:
+    print(f"grading could not run: {message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,208 @@
+"""pytest plugin: points and tasks per test, visibility from the folder, outcomes -> records.
+
+Load with `-p graders.plugin`. Each test carries `@pytest.mark.points(n)` and
+`@pytest.mark.task("name")` (the student function or class it grades); collection fails
+otherwise. The plugin owns the chapter's `Submission` workers, the static scan and the
+per-test reset, and turns every test's outcome into a `TestRecord` for `report.py`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from graders import chapters, static
+from graders.checks import GradingFailure
+from graders.submission import Submission, SubmissionError
+
+VISIBILITIES = ("public", "hidden")
+
+
+@dataclass
+class TestRecord:
+    chapter: str
+    name: str
+    visibility: str
+    max_score: float
+    status: str  # passed | failed | error | timeout
+    message: str
+
+    @property
+    def score(self) -> float:
+        return self.max_score if self.status == "passed" else 0.0
+
+
+def chapter_of(path: Path) -> chapters.Chapter:
+    """`graders/hidden/test_02_multi_head_attention.py` -> chapter 02."""
+    stem = path.stem.removeprefix("test_")
+    return chapters.find(stem)
+
+
+def visibility_of(path: Path) -> str:
+    return path.parent.name if path.parent.name in VISIBILITIES else "public"
+
+
+class Grading:
+    """Session state: the tree under test, its workers, static scans and the records."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        impl = config.getoption("--impl")
+        self.impl = Path(impl).resolve() if impl else chapters.ASSIGNMENTS
+        self.snapshot_update = config.getoption("--snapshot-update")
+        self.progress = config.getoption("--grading-progress") and sys.stderr.isatty()
+        self.records: list[TestRecord] = []
+        self._workers: dict[str, Submission] = {}
+        self._scans: dict[str, tuple[list[static.Violation], str]] = {}
+        self._total = 0
+        self._done = 0
+
+    # workers and scans, one per chapter ----------------------------------------------------
+
+    def worker(self, chapter: chapters.Chapter) -> Submission:
+        if chapter.id not in self._workers:
+            self._workers[chapter.id] = Submission(self.impl, chapter.modules)
+        return self._workers[chapter.id]
+
+    def scan(self, chapter: chapters.Chapter) -> tuple[list[static.Violation], str]:
+        """Banned-API hits in the chapter's modules, and a parse error message if any."""
+        if chapter.id not in self._scans:
+            hits, problem = [], ""
+            for module in chapter.modules:
+                path = self.impl / f"{module}.py"
+                try:
+                    hits += [v for v in static.scan(path, chapter.banned)]
+                except FileNotFoundError:
+                    problem = f"{module}.py was not found in {self.impl}"
+                except SyntaxError as exc:
+                    problem = f"{module}.py has a syntax error on line {exc.lineno}: {exc.msg}"
+            self._scans[chapter.id] = (hits, problem)
+        return self._scans[chapter.id]
+
+    def close(self) -> None:
+        for worker in self._workers.values():
+            worker.close()
+
+    # hooks --------------------------------------------------------------------------------
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        missing = [item.nodeid for item in items
+                   if item.get_closest_marker("points") is None or item.get_closest_marker("task") is None]
+        if missing:
+            raise pytest.UsageError("every grading test needs @pytest.mark.points and @pytest.mark.task: "
+                                    + ", ".join(missing))
+        self._total = len(items)
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Reset the worker's per-test state, and fail tasks that used a banned API up front."""
+        chapter = chapter_of(item.path)
+        self.worker(chapter).begin_test()
+        task = item.get_closest_marker("task").args[0]
+        if task == "static":
+            return
+        hits, _ = self.scan(chapter)
+        module = chapter.module
+        task_names = getattr(item.module, "TASKS", ())
+        relevant = [v for v in hits if v.owner == task or v.owner not in task_names]
+        if relevant:
+            raise GradingFailure("\n".join(v.describe(module) for v in relevant)
+                                 + f"\nThis test grades `{task}`, which must be written without it.")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        report = yield
+        if call.when == "call" or (call.when == "setup" and not report.passed):
+            self._record(item, call, report)
+        return report
+
+    def _record(self, item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport) -> None:
+        chapter = chapter_of(item.path)
+        visibility = visibility_of(item.path)
+        points = float(item.get_closest_marker("points").args[0])
+        if report.passed:
+            status, message = "passed", ""
+        elif report.skipped:
+            status, message = "failed", f"skipped: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else ''}"
+        else:
+            status, message = _describe(call.excinfo.value if call.excinfo else None, item, visibility)
+        self.records.append(TestRecord(chapter.id, item.name, visibility, points, status, message))
+        self._done += 1
+        if self.progress:
+            _progress(self._done, self._total, chapter.id)
+
+    def pytest_sessionfinish(self) -> None:
+        self.close()
+        if self.progress and self._total:
+            sys.stderr.write("\n")
+
+
+def _describe(exc: BaseException | None, item: pytest.Item, visibility: str) -> tuple[str, str]:
+    """Status and message for a failed test. Hidden tests never show source or expected values."""
+    doc = (item.function.__doc__ or "").strip().splitlines()
+    prop = doc[0] if doc else item.name
+    if isinstance(exc, SubmissionError):
+        status, text = exc.status, str(exc)
+    elif isinstance(exc, AssertionError):
+        status, text = "failed", str(exc) or "assertion failed"
+    elif exc is None:
+        status, text = "error", "the test did not run"
+    else:  # a problem in the grader itself, not in the student's code
+        status, text = "error", f"the grader hit {type(exc).__name__}: {exc}"
+    notes = "\n".join(getattr(exc, "__notes__", ()) or ())
+    section = getattr(item.module, "SECTIONS", {}).get(item.get_closest_marker("task").args[0])
+    chapter = chapter_of(item.path)
+    lines = [f"Property: {prop}", text]
+    if notes:
+        lines.append(notes)
+    if section:
+        lines.append(f"Read: site/docs/{chapter.page}#{section}")
+    return status, "\n".join(line for line in lines if line).strip()
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r  grading {label:<28} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    sys.stderr.flush()
+
+
+# plugin entry points ----------------------------------------------------------------------
+
+GRADING = pytest.StashKey[Grading]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("graders")
+    group.addoption("--impl", default=None, help="student tree to grade (default: assignments/)")
+    group.addoption("--snapshot-update", action="store_true", help="write snapshots instead of comparing")
+    group.addoption("--grading-progress", action="store_true", help="draw a progress bar on stderr")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "points(n): the points a grading test is worth")
+    config.addinivalue_line("markers", "task(name): the student function or class the test grades")
+    grading = Grading(config)
+    config.stash[GRADING] = grading
+    config.pluginmanager.register(grading, "graders-grading")
+
+
+def grading(config: pytest.Config) -> Grading:
+    return config.stash[GRADING]
+
+
+def load_reference(module: str) -> types.ModuleType:
+    """Import a reference module in the trusted process, under a private name."""
+    path = chapters.REFERENCE / f"{module}.py"
+    if not path.exists():
+        raise FileNotFoundError(f"reference module {path} is missing (hidden tests need the instructor tree)")
+    name = f"_reference_{module}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded
+        spec.loader.exec_module(loaded)
+    return sys.modules[name]

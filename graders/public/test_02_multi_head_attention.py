@@ -1,0 +1,212 @@
+"""Chapter 02 public tests: properties you can check yourself, and golden values.
+
+These run without the reference solution. Golden values live in
+`graders/snapshots/02_multi_head_attention/` and are shown when a test fails. Your
+instructor's hidden tests check much more (differential tests against a reference, in
+float64, over many shapes, masks and head layouts).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from graders import checks, strategies, tolerances
+from graders.strategies import randn
+
+TASKS = ("softmax", "scaled_dot_product_attention", "causal_mask", "KVCache", "MultiHeadAttention")
+SECTIONS = {"softmax": "softmax", "scaled_dot_product_attention": "scaled-dot-product-attention",
+            "causal_mask": "masks", "KVCache": "kv-cache", "MultiHeadAttention": "splitting-heads"}
+
+
+@pytest.mark.points(0)
+@pytest.mark.task("static")
+def test_no_banned_apis(static_scan, chapter):
+    """The module parses and calls none of the chapter's banned APIs."""
+    hits, problem = static_scan
+    if problem:
+        checks.fail(problem)
+    if hits:
+        checks.fail("\n".join(v.describe(chapter.module) for v in hits))
+
+
+# --- softmax ----------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("softmax")
+@given(case=strategies.softmax_cases())
+def test_softmax_sums_to_one(student, case):
+    """softmax is non-negative and sums to 1 along `dim`, keeping shape and dtype."""
+    x = case.logits()
+    y = checks.check_tensor(student.call("softmax", x, dim=case.dim), what="softmax(x)",
+                            shape=tuple(x.shape), dtype=x.dtype)
+    if (y < 0).any():
+        checks.fail(f"softmax(x): negative probability {y.min().item():.3g}")
+    checks.assert_close(y.sum(dim=case.dim), torch.ones_like(y.sum(dim=case.dim)),
+                        tolerances.SUM_TO_ONE[x.dtype], what="sum of softmax(x) along dim", reveal=True)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("softmax")
+def test_softmax_golden(student, snapshot):
+    """softmax of a fixed tensor, with a -inf entry and a fully -inf row, matches the golden values."""
+    x = randn((3, 5), seed=2, scale=3.0)
+    x[0, 1] = float("-inf")
+    x[2, :] = float("-inf")
+    inputs = snapshot.inputs(x=x)
+    snapshot.assert_match({"softmax": student.call("softmax", inputs["x"], dim=-1)}, tolerances.ATTENTION)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("softmax")
+def test_softmax_large_logits(student):
+    """Logits of 1e4 give finite probabilities (subtract the max before exp)."""
+    x = torch.tensor([[1e4, 0.0, -1e4], [1e4, 1e4, 1e4]])
+    y = student.call("softmax", x, dim=-1)
+    checks.assert_finite(checks.check_tensor(y, what="softmax([1e4, 0, -1e4])", shape=(2, 3)), what="softmax")
+    checks.assert_close(y, torch.tensor([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]]), tolerances.ATTENTION[torch.float32],
+                        what="softmax of large logits", reveal=True)
+
+
+# --- scaled dot-product attention -----------------------------------------------------------
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("scaled_dot_product_attention")
+def test_attention_golden(student, snapshot):
+    """Attention on fixed q, k, v under a causal mask matches the golden output and weights."""
+    case = strategies.AttentionCase(batch=2, heads=2, q_len=3, k_len=5, d_k=4, d_v=3, mask="causal", bias=False,
+                                    dtype=torch.float32, seed=7)
+    t = snapshot.inputs(**{k: v for k, v in case.tensors().items() if v is not None})
+    out, weights = student.call("scaled_dot_product_attention", t["q"], t["k"], t["v"], mask=t["mask"])
+    snapshot.assert_match({"out": out, "weights": weights}, tolerances.ATTENTION)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("scaled_dot_product_attention")
+@given(case=strategies.attention_cases(masks=("none", "causal", "padding", "random")))
+def test_attention_shapes_and_masked_zeros(student, case):
+    """out is (..., Tq, Dv), weights (..., Tq, Tk) in the input dtype; masked weights are exactly 0."""
+    t = case.tensors()
+    out, weights = student.call("scaled_dot_product_attention", t["q"], t["k"], t["v"], mask=t["mask"], bias=t["bias"])
+    b, h = case.batch, case.heads
+    checks.check_tensor(out, what="out", shape=(b, h, case.q_len, case.d_v), dtype=case.dtype)
+    checks.check_tensor(weights, what="weights", shape=(b, h, case.q_len, case.k_len), dtype=case.dtype)
+    if t["mask"] is not None:
+        masked = ~t["mask"].expand_as(weights)
+        checks.assert_equal(weights[masked], torch.zeros(int(masked.sum()), dtype=case.dtype),
+                            what="weights where the mask is False", reveal=True)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("scaled_dot_product_attention")
+def test_attention_uses_sqrt_dk(student):
+    """With one query and two keys, the weights reveal a 1/sqrt(Dk) scaling of the scores."""
+    d_k = 16
+    q = torch.zeros(1, d_k)
+    q[0, 0] = 1.0
+    k = torch.zeros(2, d_k)
+    k[0, 0] = 8.0  # score 8 before scaling; the other key scores 0
+    _, weights = student.call("scaled_dot_product_attention", q, k, torch.eye(2, 3)[:, :3])
+    w = checks.check_tensor(weights, what="weights", shape=(1, 2))
+    implied = math.log(w[0, 0].item() / w[0, 1].item()) / 8.0 if (w > 0).all() else float("nan")
+    if not math.isclose(implied, 1 / math.sqrt(d_k), rel_tol=1e-4):
+        checks.fail(f"the weights imply scores multiplied by {implied:.4g}; attention scales by 1/sqrt(Dk) = "
+                    f"{1 / math.sqrt(d_k):.4g} for Dk = {d_k}")
+
+
+# --- causal mask ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("causal_mask")
+@pytest.mark.parametrize(("q_len", "k_len"), [(4, None), (2, 5), (1, 3)])
+def test_causal_mask_examples(student, q_len, k_len):
+    """causal_mask marks key j visible to query i exactly when j <= k_len - q_len + i."""
+    mask = student.call("causal_mask", q_len, k_len)
+    k = q_len if k_len is None else k_len
+    expected = torch.tensor([[j <= k - q_len + i for j in range(k)] for i in range(q_len)])
+    checks.assert_equal(checks.check_tensor(mask, what="causal_mask", dtype=torch.bool), expected,
+                        what=f"causal_mask({q_len}, {k_len})", reveal=True)
+
+
+# --- KV cache ------------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("KVCache")
+def test_kv_cache_appends(student):
+    """A KVCache starts empty, and update appends along the time axis and returns everything."""
+    k1, v1 = randn((1, 2, 3, 4), seed=1), randn((1, 2, 3, 4), seed=2)
+    k2, v2 = randn((1, 2, 1, 4), seed=3), randn((1, 2, 1, 4), seed=4)
+    result = student.run(objects={"cache": {"cls": "KVCache"}}, attrs=["cache.length"],
+                         calls=[{"fn": "cache.update", "args": [k1, v1]}, {"fn": "cache.update", "args": [k2, v2]}])
+    k_all, v_all = result.outputs[1]
+    checks.assert_equal(k_all, torch.cat([k1, k2], dim=-2), what="keys after two updates", reveal=True)
+    checks.assert_equal(v_all, torch.cat([v1, v2], dim=-2), what="values after two updates", reveal=True)
+    if result.attrs["cache.length"] != 4:
+        checks.fail(f"cache.length after 3 + 1 positions is {result.attrs['cache.length']}, expected 4")
+
+
+# --- multi-head attention --------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("MultiHeadAttention")
+@pytest.mark.parametrize("num_kv_heads", [4, 2, 1])
+def test_mha_parameter_names(student, num_kv_heads):
+    """The state_dict has the contract's names and shapes (q_proj, k_proj, v_proj, out_proj)."""
+    d_model, heads = 16, 4
+    kv = num_kv_heads * d_model // heads
+    expected = {"q_proj.weight": [16, 16], "q_proj.bias": [16], "k_proj.weight": [kv, 16], "k_proj.bias": [kv],
+                "v_proj.weight": [kv, 16], "v_proj.bias": [kv], "out_proj.weight": [16, 16], "out_proj.bias": [16]}
+    result = student.module("MultiHeadAttention", {"d_model": d_model, "num_heads": heads, "num_kv_heads": num_kv_heads},
+                            calls=[], state_dict_shapes=True)
+    if result.state_dict_shapes != expected:
+        checks.fail(f"state_dict shapes are {result.state_dict_shapes}, expected {expected}")
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("MultiHeadAttention")
+@pytest.mark.parametrize("num_kv_heads", [4, 2])
+def test_mha_golden(student, snapshot, num_kv_heads):
+    """MultiHeadAttention with fixed weights (and GQA at 2 kv heads) matches the golden output."""
+    init = {"d_model": 16, "num_heads": 4, "num_kv_heads": num_kv_heads}
+    kv = num_kv_heads * 4
+    shapes = {"q_proj.weight": (16, 16), "q_proj.bias": (16,), "k_proj.weight": (kv, 16), "k_proj.bias": (kv,),
+              "v_proj.weight": (kv, 16), "v_proj.bias": (kv,), "out_proj.weight": (16, 16), "out_proj.bias": (16,)}
+    weights = {name: randn(shape, seed=i, scale=0.3) for i, (name, shape) in enumerate(shapes.items())}
+    t = snapshot.inputs(x=randn((2, 5, 16), seed=99), **weights)
+    state = {name: t[name] for name in shapes}
+    mask = torch.ones(5, 5, dtype=torch.bool).tril()
+    result = student.module("MultiHeadAttention", init, state_dict=state,
+                            calls=[{"fn": "self.forward", "args": [t["x"]], "kwargs": {"mask": mask, "need_weights": True}}])
+    out, attn = result.output
+    snapshot.assert_match({"out": out, "weights": attn}, tolerances.LAYER)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("MultiHeadAttention")
+@given(d_model=st.integers(1, 12), num_heads=st.integers(1, 5))
+def test_mha_rejects_indivisible_d_model(student, d_model, num_heads):
+    """d_model not divisible by num_heads raises ValueError; divisible ones build."""
+    from graders.submission import StudentRaised
+
+    try:
+        student.module("MultiHeadAttention", {"d_model": d_model, "num_heads": num_heads}, calls=[])
+        raised = None
+    except StudentRaised as exc:
+        if exc.type == "NotImplementedError":
+            raise
+        raised = exc
+    if d_model % num_heads:
+        if raised is None or not raised.is_a("ValueError"):
+            checks.fail(f"MultiHeadAttention(d_model={d_model}, num_heads={num_heads}) should raise ValueError, "
+                        + ("but built fine" if raised is None else f"raised {raised.type}"))
+    elif raised is not None:
+        checks.fail(f"MultiHeadAttention(d_model={d_model}, num_heads={num_heads}) is valid but raised {raised.type}")

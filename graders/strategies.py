@@ -1,0 +1,197 @@
+"""Hypothesis strategies for every suite, and the builders that turn a case into tensors.
+
+Strategies draw small, readable *cases* (shapes, a mask kind, a dtype, a seed), not raw
+tensors: when a test fails, Hypothesis shrinks the case and the student sees something like
+`AttentionCase(batch=1, heads=1, q_len=1, k_len=2, d_k=1, d_v=1, mask='causal', ...)`.
+Tensors are then built from the case's seed, deterministically. All strategies are
+keyword-only and bounded, and built with `builds`/`composite`, not filters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from hypothesis import strategies as st
+
+DTYPES = (torch.float32, torch.float64)
+MASK_KINDS = ("none", "causal", "padding", "random", "fully_masked_row")
+
+
+def seeds() -> st.SearchStrategy[int]:
+    return st.integers(min_value=0, max_value=2**31 - 1)
+
+
+def dtypes() -> st.SearchStrategy[torch.dtype]:
+    return st.sampled_from(DTYPES)
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def randn(shape: tuple[int, ...], *, seed: int, dtype: torch.dtype = torch.float32, scale: float = 1.0) -> torch.Tensor:
+    """Standard normal values in float64 rounded to `dtype`, the same on every machine."""
+    return (torch.randn(shape, generator=generator(seed), dtype=torch.float64) * scale).to(dtype)
+
+
+# --- softmax --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SoftmaxCase:
+    shape: tuple[int, ...]
+    dim: int
+    dtype: torch.dtype
+    scale: float  # logits ~ N(0, scale^2)
+    neg_inf: bool  # some entries (never a whole slice) are -inf
+    seed: int
+
+    def logits(self) -> torch.Tensor:
+        x = randn(self.shape, seed=self.seed, dtype=self.dtype, scale=self.scale)
+        if self.neg_inf:
+            drop = torch.rand(self.shape, generator=generator(self.seed + 1)) < 0.3
+            first = [slice(None)] * len(self.shape)
+            first[self.dim] = 0
+            drop[tuple(first)] = False  # keep one finite entry per slice
+            x = x.masked_fill(drop, float("-inf"))
+        return x
+
+
+@st.composite
+def softmax_cases(draw, *, max_dims: int = 3, max_side: int = 7, scales: tuple[float, ...] = (1.0, 10.0)) -> SoftmaxCase:
+    shape = tuple(draw(st.lists(st.integers(1, max_side), min_size=1, max_size=max_dims)))
+    dim = draw(st.integers(-len(shape), len(shape) - 1))
+    return SoftmaxCase(shape=shape, dim=dim, dtype=draw(dtypes()), scale=draw(st.sampled_from(scales)),
+                       neg_inf=draw(st.booleans()), seed=draw(seeds()))
+
+
+# --- scaled dot-product attention ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttentionCase:
+    batch: int
+    heads: int
+    q_len: int
+    k_len: int
+    d_k: int
+    d_v: int
+    mask: str  # one of MASK_KINDS
+    bias: bool  # an additive float bias (like ALiBi) broadcast over the batch
+    dtype: torch.dtype
+    seed: int
+
+    def tensors(self) -> dict[str, torch.Tensor | None]:
+        """q, k, v, mask and bias for this case."""
+        b, h, tq, tk = self.batch, self.heads, self.q_len, self.k_len
+        q = randn((b, h, tq, self.d_k), seed=self.seed, dtype=self.dtype)
+        k = randn((b, h, tk, self.d_k), seed=self.seed + 1, dtype=self.dtype)
+        v = randn((b, h, tk, self.d_v), seed=self.seed + 2, dtype=self.dtype)
+        bias = randn((h, tq, tk), seed=self.seed + 3, dtype=self.dtype) if self.bias else None
+        return {"q": q, "k": k, "v": v, "mask": make_mask(self.mask, b, tq, tk, seed=self.seed + 4), "bias": bias}
+
+
+def make_mask(kind: str, batch: int, q_len: int, k_len: int, *, seed: int) -> torch.Tensor | None:
+    """A boolean mask (True = may attend) broadcastable to (batch, heads, q_len, k_len)."""
+    if kind == "none":
+        return None
+    if kind == "causal":  # query i at absolute position k_len - q_len + i
+        i = torch.arange(q_len)[:, None]
+        j = torch.arange(k_len)[None, :]
+        return j <= (k_len - q_len) + i  # (Tq, Tk)
+    if kind == "padding":  # each sequence keeps a prefix of >= 1 real keys
+        lengths = torch.randint(1, k_len + 1, (batch,), generator=generator(seed))
+        return (torch.arange(k_len)[None, :] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, Tk)
+    random = torch.rand((batch, 1, q_len, k_len), generator=generator(seed)) < 0.6  # (B, 1, Tq, Tk)
+    if kind == "random":
+        random[..., 0] = True  # no fully masked rows here
+        return random
+    if kind == "fully_masked_row":
+        random[..., 0] = True
+        random[:, :, torch.randint(0, q_len, (1,), generator=generator(seed + 1)).item(), :] = False
+        return random
+    raise ValueError(f"unknown mask kind {kind!r}")
+
+
+@st.composite
+def attention_cases(draw, *, masks: tuple[str, ...] = MASK_KINDS, bias: bool | None = None,
+                    dtype: torch.dtype | None = None, max_len: int = 8, max_dim: int = 16) -> AttentionCase:
+    q_len = draw(st.integers(1, max_len))
+    # The causal convention needs q_len <= k_len; other masks take any lengths.
+    k_len = draw(st.integers(q_len if "causal" in masks else 1, max_len + 2))
+    return AttentionCase(
+        batch=draw(st.integers(1, 3)), heads=draw(st.integers(1, 3)), q_len=q_len, k_len=k_len,
+        d_k=draw(st.integers(1, max_dim)), d_v=draw(st.integers(1, max_dim)),
+        mask=draw(st.sampled_from(masks)),
+        bias=draw(st.booleans()) if bias is None else bias,
+        dtype=draw(dtypes()) if dtype is None else dtype,
+        seed=draw(seeds()),
+    )
+
+
+# --- multi-head attention --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MHACase:
+    d_model: int
+    num_heads: int
+    num_kv_heads: int
+    bias: bool
+    batch: int
+    q_len: int
+    kv_len: int  # == q_len for self-attention
+    cross: bool  # key/value come from a separate sequence
+    mask: str
+    dtype: torch.dtype
+    seed: int
+
+    @property
+    def init(self) -> dict:
+        return {"d_model": self.d_model, "num_heads": self.num_heads, "num_kv_heads": self.num_kv_heads,
+                "bias": self.bias}
+
+    def inputs(self) -> dict[str, torch.Tensor | None]:
+        x = randn((self.batch, self.q_len, self.d_model), seed=self.seed, dtype=self.dtype)
+        memory = randn((self.batch, self.kv_len, self.d_model), seed=self.seed + 1, dtype=self.dtype)
+        return {"query": x, "key": memory if self.cross else None,
+                "mask": make_mask(self.mask, self.batch, self.q_len, self.kv_len, seed=self.seed + 2)}
+
+
+@st.composite
+def mha_cases(draw, *, masks: tuple[str, ...] = MASK_KINDS, cross: bool | None = None,
+              grouped: bool | None = None, dtype: torch.dtype | None = None) -> MHACase:
+    num_heads = draw(st.sampled_from((1, 2, 4)))
+    divisors = [d for d in (1, 2, 4) if num_heads % d == 0]
+    if grouped is True:
+        divisors = [d for d in divisors if d < num_heads] or [1]
+    elif grouped is False:
+        divisors = [num_heads]
+    head_dim = draw(st.integers(1, 8))
+    is_cross = draw(st.booleans()) if cross is None else cross
+    mask = draw(st.sampled_from(masks))
+    q_len = draw(st.integers(1, 7))
+    kv_len = draw(st.integers(q_len if mask == "causal" else 1, 9)) if is_cross else q_len
+    return MHACase(
+        d_model=num_heads * head_dim, num_heads=num_heads, num_kv_heads=draw(st.sampled_from(divisors)),
+        bias=draw(st.booleans()), batch=draw(st.integers(1, 3)), q_len=q_len, kv_len=kv_len, cross=is_cross,
+        mask=mask, dtype=draw(dtypes()) if dtype is None else dtype, seed=draw(seeds()),
+    )
+
+
+def chunkings(total: int) -> st.SearchStrategy[list[int]]:
+    """Ways to feed `total` tokens through a cache: chunk sizes >= 1 that add up to `total`."""
+    return st.lists(st.booleans(), min_size=total - 1, max_size=total - 1).map(
+        lambda cuts: _sizes_from_cuts(cuts, total))
+
+
+def _sizes_from_cuts(cuts: list[bool], total: int) -> list[int]:
+    sizes, current = [], 1
+    for cut in cuts:
+        if cut:
+            sizes.append(current)
+            current = 1
+        else:
+            current += 1
+    return sizes + [current] if total else []

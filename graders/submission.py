@@ -1,0 +1,384 @@
+"""The trusted side of the worker: start the child, call it, restart it, bound it.
+
+A `Submission` is one student tree and the modules of one chapter. It keeps one child alive
+across a chapter's tests; a death (exit, signal, timeout, limit) becomes the current test's
+failure with a clear status, and the next test starts a fresh child. Within one test, a death
+is remembered and re-raised at once, so Hypothesis replaying examples never waits on a hang twice.
+
+The call layer is deliberately narrow (CS336's adapters): call a module-level function, or
+build a class from keyword arguments, load a `state_dict`, run a few calls on it, and get
+outputs, gradients and a few attributes back. Suites never see more of the student's design.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graders import wire
+
+CHILD = Path(__file__).with_name("_child.py")
+OUTPUT_TAIL_BYTES = 2000  # how much of the student's own stdout/stderr a message quotes
+CALL_TIMEOUT_S = 10.0  # a single call on the course's small shapes takes milliseconds
+SHORT_TIMEOUT_S = 2.0  # after repeated hangs, stop waiting long for each call
+HANGS_BEFORE_SHORT = 2
+BOOT_TIMEOUT_S = 120.0  # importing torch on a loaded 2-core machine
+MEMORY_LIMIT_BYTES = int(os.environ.get("GRADERS_MEMORY_LIMIT", 4 * 2**30))  # address space; torch needs ~1 GiB
+CPU_LIMIT_S = 600  # a backstop; per-call timeouts do the real work
+FILE_LIMIT_BYTES = 64 * 2**20  # caps what the student can write, their stdout included
+
+
+# --- what can go wrong, and the status each maps to ---------------------------------------
+
+
+class SubmissionError(Exception):
+    """Student code could not produce an answer. `status` is the test's reported status."""
+
+    status = "error"
+
+
+class StudentRaised(SubmissionError):
+    """The student's code raised an exception: an ordinary failed test."""
+
+    status = "failed"
+
+    def __init__(self, info: dict) -> None:
+        self.type = info.get("type", "Exception")
+        self.mro = tuple(info.get("mro", ()))
+        self.detail = info.get("message", "")
+        self.where = info.get("traceback", "")
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        if self.type == "NotImplementedError":
+            return f"not implemented yet: {self.detail}".rstrip(": ")
+        text = f"your code raised {self.type}: {self.detail}"
+        return text + (f"\n{self.where.rstrip()}" if self.where else "")
+
+    def is_a(self, name: str) -> bool:
+        return name in self.mro
+
+
+class WorkerCrashed(SubmissionError):
+    status = "error"
+
+
+class WorkerTimeout(SubmissionError):
+    status = "timeout"
+
+
+class ImportFailed(SubmissionError):
+    status = "error"
+
+
+class BadReply(SubmissionError):
+    status = "error"
+
+
+# --- the call layer -----------------------------------------------------------------------
+
+
+def obj(name: str) -> dict:
+    """A reference, inside a request's arguments, to an object built by the same request."""
+    return {"$obj": name}
+
+
+@dataclass
+class Result:
+    outputs: list  # one entry per call, as returned by the student's code
+    input_grads: dict = field(default_factory=dict)  # "0", "1", ... or keyword -> grad
+    param_grads: dict = field(default_factory=dict)  # parameter name -> grad
+    attrs: dict = field(default_factory=dict)
+    state_dict_shapes: dict = field(default_factory=dict)
+
+    @property
+    def output(self) -> Any:
+        """The first call's output (the common case of one call)."""
+        return self.outputs[0]
+
+
+class Submission:
+    """A student tree and the modules of one chapter, behind a worker process."""
+
+    def __init__(self, impl: Path, modules: tuple[str, ...], *, call_timeout: float = CALL_TIMEOUT_S) -> None:
+        self.impl = Path(impl).resolve()
+        self.modules = tuple(modules)
+        self.call_timeout = call_timeout
+        self.hangs = 0
+        self._proc: subprocess.Popen | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None
+        self._import_error: ImportFailed | None = None
+        self._poison: SubmissionError | None = None  # a death in the current test
+
+    # public API used by the suites -----------------------------------------------------
+
+    def call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the module-level function `fn` and return its output."""
+        return self.run(calls=[{"fn": fn, "args": list(args), "kwargs": kwargs}]).output
+
+    def call_with_grad(self, fn: str, args: tuple, kwargs: dict, *, upstream: torch.Tensor,
+                       output: tuple[int, ...] = (), wrt: tuple = (0,)) -> Result:
+        """Call `fn`, then backpropagate `upstream` from `output` (an index path into the result)."""
+        return self.run(calls=[{"fn": fn, "args": list(args), "kwargs": kwargs}],
+                        grad={"call": 0, "output": list(output), "upstream": upstream, "wrt": list(wrt)})
+
+    def module(self, cls: str, init: dict, *, state_dict: dict | None = None, calls: list[dict],
+               train: bool = False, objects: dict | None = None, upstream: torch.Tensor | None = None,
+               grad_call: int = 0, output: tuple[int, ...] = (0,), wrt: tuple = (0,),
+               attrs: tuple[str, ...] = (), seed: int | None = 0, state_dict_shapes: bool = False) -> Result:
+        """Build `cls(**init)`, load `state_dict`, run `calls` on it (`fn` like `self.forward`)."""
+        grad = None
+        if upstream is not None:
+            grad = {"call": grad_call, "output": list(output), "upstream": upstream, "wrt": list(wrt)}
+        return self.run(build={"cls": cls, "init": init, "state_dict": state_dict, "train": train},
+                        calls=calls, objects=objects or {}, grad=grad, attrs=list(attrs), seed=seed,
+                        state_dict_shapes=state_dict_shapes)
+
+    def run(self, **request: Any) -> Result:
+        """Send one request to the child (starting it if needed) and return its checked result."""
+        if self._poison is not None:
+            raise self._poison
+        self._ensure_started()
+        request.setdefault("module", self.modules[0])
+        try:
+            reply = self._roundtrip(request, self._timeout())
+        except SubmissionError as exc:
+            self._poison = exc
+            raise
+        if not reply["ok"]:
+            raise self._student_failure(reply)
+        outputs = reply.get("outputs", [])
+        _reject_unsupported(outputs)
+        grads = reply.get("grads") or {}
+        return Result(outputs=list(outputs), input_grads=grads.get("inputs", {}), param_grads=grads.get("params", {}),
+                      attrs=reply.get("attrs", {}), state_dict_shapes=reply.get("state_dict_shapes", {}))
+
+    def begin_test(self) -> None:
+        """Forget the previous test's death; the next call starts a fresh child if needed."""
+        self._poison = None
+
+    def close(self) -> None:
+        self._kill()
+
+    # the child's life --------------------------------------------------------------------
+
+    def _timeout(self) -> float:
+        return self.call_timeout if self.hangs < HANGS_BEFORE_SHORT else min(self.call_timeout, SHORT_TIMEOUT_S)
+
+    def _ensure_started(self) -> None:
+        if self._import_error is not None:
+            raise self._import_error
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        self._kill()
+        self._start()
+
+    def _start(self) -> None:
+        self._scratch = tempfile.TemporaryDirectory(prefix="graders-worker-")
+        scratch = Path(self._scratch.name)
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        config = {
+            "request_fd": req_r,
+            "reply_fd": rep_w,
+            "student_dir": str(self.impl),
+            "modules": list(self.modules),
+            "limits": {"RLIMIT_AS": MEMORY_LIMIT_BYTES, "RLIMIT_CPU": CPU_LIMIT_S, "RLIMIT_FSIZE": FILE_LIMIT_BYTES,
+                       "RLIMIT_CORE": 0},
+        }
+        self._stdout = open(scratch / "stdout.txt", "wb")  # noqa: SIM115 - lives as long as the child
+        self._stderr = open(scratch / "stderr.txt", "wb")  # noqa: SIM115
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADERS_", "PYTEST_", "HYPOTHESIS"))}
+        env["OMP_NUM_THREADS"] = "1"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", str(CHILD), json.dumps(config)],
+            stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr,
+            cwd=scratch, env=env, pass_fds=(req_r, rep_w), start_new_session=True,
+        )
+        os.close(req_r)
+        os.close(rep_w)
+        self._req_w, self._rep_r = req_w, rep_r
+        self._expect_phase("booted", BOOT_TIMEOUT_S)
+        imported = self._expect_phase("imported", self.call_timeout)
+        failures = {name: info for name, info in imported["imports"].items() if info is not None}
+        if failures:
+            self._import_error = ImportFailed(_describe_import_failure(failures))
+            self._kill()
+            raise self._import_error
+
+    def _expect_phase(self, phase: str, timeout: float) -> dict:
+        try:
+            reply = self._receive(timeout)
+        except WorkerTimeout:
+            if phase == "imported":  # a hang at import: every test of the chapter would hang
+                self._import_error = ImportFailed(
+                    f"importing {', '.join(self.modules)} did not finish within {timeout:.0f} s "
+                    "(an infinite loop or a long computation at module level?)")
+                raise self._import_error from None
+            raise
+        except WorkerCrashed as exc:
+            if phase == "imported":
+                self._import_error = ImportFailed(f"importing your module killed the worker: {exc}")
+                raise self._import_error from None
+            raise
+        if reply.get("phase") != phase:
+            raise BadReply(f"the worker said {reply.get('phase')!r} where {phase!r} was expected")
+        return reply
+
+    def _roundtrip(self, request: dict, timeout: float) -> dict:
+        try:
+            wire.write_frame(self._req_w, wire.encode_request(request))
+        except (BrokenPipeError, OSError):
+            raise self._death() from None
+        return self._receive(timeout)
+
+    def _receive(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        ready, _, _ = select.select([self._rep_r], [], [], timeout)
+        if not ready:
+            self.hangs += 1
+            self._kill()
+            raise WorkerTimeout(f"no answer within {timeout:.0f} s: an infinite loop, or far too much work")
+        try:
+            payload = _read_frame_before(self._rep_r, deadline)
+        except TimeoutError:
+            self._kill()
+            raise WorkerTimeout(f"the answer did not arrive within {timeout:.0f} s") from None
+        except (EOFError, OSError):
+            raise self._death() from None
+        except ValueError as exc:  # an impossible frame length: the protocol was tampered with
+            self._kill()
+            raise BadReply(f"the worker broke the protocol: {exc}") from None
+        try:
+            return wire.decode_reply(payload)
+        except wire.BadReply as exc:
+            self._kill()
+            raise BadReply(str(exc)) from None
+
+    def _death(self) -> SubmissionError:
+        """The child is gone: say how, with the tail of its output, and clean up."""
+        proc = self._proc
+        code = proc.wait(timeout=5) if proc is not None else None
+        tail = self._output_tail()
+        self._kill()
+        if code is not None and code < 0:
+            sig = signal.Signals(-code).name
+            what = f"the worker was killed by {sig}"
+            if sig == "SIGSEGV":
+                what += " (a segmentation fault: memory accessed through a bad pointer)"
+            elif sig in ("SIGKILL", "SIGXCPU"):
+                what += " (a resource limit: too much memory or CPU time)"
+        else:
+            what = f"the worker exited with code {code} (os._exit or a fatal error in your code)"
+        return WorkerCrashed(what + (f"\nlast output:\n{tail}" if tail else ""))
+
+    def _output_tail(self) -> str:
+        if self._scratch is None:
+            return ""
+        parts = []
+        for name in ("stdout.txt", "stderr.txt"):
+            path = Path(self._scratch.name) / name
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(max(0, path.stat().st_size - OUTPUT_TAIL_BYTES))
+                    text = handle.read().decode("utf-8", "replace").strip()
+            except OSError:
+                continue
+            if text:
+                parts.append(text)
+        return "\n".join(parts)[-OUTPUT_TAIL_BYTES:]
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.wait()
+        for attr in ("_req_w", "_rep_r"):
+            fd = getattr(self, attr, None)
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, attr, None)
+        for attr in ("_stdout", "_stderr"):
+            handle = getattr(self, attr, None)
+            if handle is not None:
+                handle.close()
+                setattr(self, attr, None)
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+    def _student_failure(self, reply: dict) -> SubmissionError:
+        if reply.get("kind") == "memory":
+            return WorkerCrashed(f"your code ran out of memory (the worker is limited to "
+                                 f"{MEMORY_LIMIT_BYTES / 2**30:.0f} GiB): {reply.get('message', '')}")
+        if reply.get("kind") == "exit":
+            return WorkerCrashed(f"your code called sys.exit({reply.get('message', '')}); return a value instead")
+        return StudentRaised(reply)
+
+
+def _read_frame_before(fd: int, deadline: float) -> bytes:
+    """Read one frame, waiting for each chunk no later than `deadline`."""
+    header = _read_exact_before(fd, wire.HEADER_SIZE, deadline)
+    size = int.from_bytes(header, "big")
+    if size > wire.MAX_REPLY_BYTES:
+        raise ValueError(f"a reply of {size} bytes exceeds the limit of {wire.MAX_REPLY_BYTES}")
+    return _read_exact_before(fd, size, deadline)
+
+
+def _read_exact_before(fd: int, n: int, deadline: float) -> bytes:
+    chunks = []
+    while n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _reject_unsupported(value: Any) -> None:
+    if isinstance(value, dict) and set(value) == {"$unsupported"}:
+        raise StudentRaised({"type": "TypeError", "mro": ["TypeError"],
+                             "message": f"your code returned a {value['$unsupported']}, which the grader cannot read; "
+                                        "return tensors, tuples of tensors or None"})
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _reject_unsupported(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _reject_unsupported(item)
+
+
+def _describe_import_failure(failures: dict) -> str:
+    lines = []
+    for name, info in failures.items():
+        if info.get("type") == "SyntaxError" or "SyntaxError" in info.get("mro", ()):
+            lines.append(f"{name}.py has a syntax error on line {info.get('line', '?')}: {info.get('message', '')}"
+                         + (f"\n    {info.get('text')}" if info.get("text") else ""))
+        elif info.get("kind") == "exit":
+            lines.append(f"importing {name}.py called sys.exit({info.get('message', '')})")
+        else:
+            lines.append(f"importing {name}.py raised {info.get('type')}: {info.get('message', '')}"
+                         + (f"\n{info['traceback'].rstrip()}" if info.get("traceback") else ""))
+    return "\n".join(lines) + "\nNo test of this chapter can run until the module imports."
