@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 from graders import plugin
 from graders.snapshots import Snapshot
@@ -22,6 +22,8 @@ settings.register_profile(
     max_examples=15,
     print_blob=False,  # the blob would let a student replay hidden inputs; the shrunk example is shown
     report_multiple_bugs=False,  # one clear failure per test
+    # No `explain` phase: it names lines of the grader's own source, which is no help to a student.
+    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
 )
 settings.register_profile("thorough", parent=settings.get_profile("grading"), max_examples=300)
 settings.load_profile(os.environ.get("GRADERS_HYPOTHESIS_PROFILE", "grading"))

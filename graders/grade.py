@@ -67,7 +67,8 @@ def run_suites(run: Run) -> Run:
     code = pytest.main(args, plugins=[collector])
     run.seconds = time.monotonic() - start
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or collector.records is None:
-        raise GraderError(f"the grading suites could not run (pytest exit code {int(code)})")
+        detail = "\n".join(collector.problems)
+        raise GraderError(f"the grading suites could not run (pytest exit code {int(code)})\n{detail}".rstrip())
     run.records = collector.records
     return run
 
@@ -105,6 +106,13 @@ class _Collector:
     """Takes the records from the plugin's session state when pytest finishes."""
 
     records: list[TestRecord] | None = None
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.problems.append(f"{report.nodeid}: {report.longreprtext}")
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -9,6 +9,7 @@ per-test reset, and turns every test's outcome into a `TestRecord` for `report.p
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import types
 from dataclasses import dataclass
@@ -152,7 +153,8 @@ def _describe(exc: BaseException | None, item: pytest.Item, visibility: str) -> 
         status, text = "error", "the test did not run"
     else:  # a problem in the grader itself, not in the student's code
         status, text = "error", f"the grader hit {type(exc).__name__}: {exc}"
-    notes = "\n".join(getattr(exc, "__notes__", ()) or ())
+    notes = "\n".join(line for note in getattr(exc, "__notes__", ()) or () for line in note.splitlines()
+                      if not _FIXTURE_ARG.match(line))
     section = getattr(item.module, "SECTIONS", {}).get(item.get_closest_marker("task").args[0])
     chapter = chapter_of(item.path)
     lines = [f"Property: {prop}", text]
@@ -161,6 +163,10 @@ def _describe(exc: BaseException | None, item: pytest.Item, visibility: str) -> 
     if section:
         lines.append(f"Read: site/docs/{chapter.page}#{section}")
     return status, "\n".join(line for line in lines if line).strip()
+
+
+# Hypothesis's falsifying example lists every argument; fixtures are the grader's, not the case.
+_FIXTURE_ARG = re.compile(r"^\s+(student|reference|chapter|snapshot|static_scan)=")
 
 
 def _progress(done: int, total: int, label: str) -> None:

@@ -121,6 +121,9 @@ class Submission:
         self._import_error: ImportFailed | None = None
         self._poison: SubmissionError | None = None  # a death in the current test
 
+    def __repr__(self) -> str:
+        return f"Submission({self.impl.name}/{', '.join(m + '.py' for m in self.modules)})"
+
     # public API used by the suites -----------------------------------------------------
 
     def call(self, fn: str, *args: Any, **kwargs: Any) -> Any:
@@ -136,12 +139,20 @@ class Submission:
     def module(self, cls: str, init: dict, *, state_dict: dict | None = None, calls: list[dict],
                train: bool = False, objects: dict | None = None, upstream: torch.Tensor | None = None,
                grad_call: int = 0, output: tuple[int, ...] = (0,), wrt: tuple = (0,),
-               attrs: tuple[str, ...] = (), seed: int | None = 0, state_dict_shapes: bool = False) -> Result:
-        """Build `cls(**init)`, load `state_dict`, run `calls` on it (`fn` like `self.forward`)."""
+               attrs: tuple[str, ...] = (), seed: int | None = 0, state_dict_shapes: bool = False,
+               dtype: torch.dtype = torch.float32) -> Result:
+        """Build `cls(**init)`, load `state_dict`, run `calls` on it (`fn` like `self.forward`).
+
+        `objects` builds more objects by name first (e.g. `{"cache": {"cls": "KVCache"}}`), which
+        call arguments reach with `obj("cache")`; `dtype=torch.float64` converts the module with
+        `.double()`; `upstream` backpropagates from `output` of call `grad_call`.
+        """
         grad = None
         if upstream is not None:
             grad = {"call": grad_call, "output": list(output), "upstream": upstream, "wrt": list(wrt)}
-        return self.run(build={"cls": cls, "init": init, "state_dict": state_dict, "train": train},
+        build = {"cls": cls, "init": init, "state_dict": state_dict, "train": train,
+                 "double": dtype == torch.float64}
+        return self.run(build=build,
                         calls=calls, objects=objects or {}, grad=grad, attrs=list(attrs), seed=seed,
                         state_dict_shapes=state_dict_shapes)
 

@@ -63,3 +63,10 @@ SUM_TO_ONE = {
 # The same computation done two ways by the student's own code (e.g. one pass vs token by
 # token through a cache): the sums run over different lengths, so not bit-identical.
 SELF_CONSISTENCY = LAYER
+
+
+def shifted_logits(dtype: torch.dtype, shift: float) -> Tolerance:
+    """Comparing softmax(x + c) with softmax(x): adding c rounds every logit by up to |c| * eps / 2,
+    which moves each probability by that much relative to itself; 8 such roundings of room."""
+    budget = 8 * (abs(shift) + 1.0) * _eps(dtype)
+    return Tolerance(rtol=budget, atol=budget, reason=f"x + {shift:g} rounds each logit by |c| * eps")

@@ -1,0 +1,1 @@
+"""Hidden suites: run only when the instructor grades; never show expected values or source."""

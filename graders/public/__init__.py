@@ -1,0 +1,1 @@
+"""Public suites: shipped to students; may show expected values."""
