@@ -1,0 +1,101 @@
+"""Sessions for students, instructors and CI. `nox -l` lists them.
+
+Every session shares one virtualenv, `.venv/`, built on first use and rebuilt only when
+`pyproject.toml` or the torch pin changes, so a second `nox -s grade` starts in seconds.
+Torch is pinned to this course's CPU build (torch==2.13.0); on a GPU machine set
+COURSE_TORCH to the CUDA build you want (e.g. COURSE_TORCH="torch==2.13.0" with PyTorch's
+CUDA index configured in pip), or install it into .venv yourself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+TORCH = os.environ.get("COURSE_TORCH", "torch==2.13.0")
+
+nox.options.default_venv_backend = "none"  # we manage the one shared .venv below
+nox.options.sessions = ["grade"]
+nox.options.error_on_external_run = False
+
+
+def _dependencies() -> list[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return list(project["dependencies"])
+
+
+def _python(session: nox.Session) -> str:
+    """The shared environment's interpreter, (re)installed when its inputs change."""
+    python = VENV / "bin" / "python"
+    stamp = VENV / ".course-installed"
+    wanted = hashlib.sha256(((ROOT / "pyproject.toml").read_text() + TORCH).encode()).hexdigest()
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+    if not stamp.exists() or stamp.read_text() != wanted:
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        session.run(*pip, TORCH, external=True)  # first, so no dependency pulls another torch build
+        session.run(*pip, *_dependencies(), external=True)
+        stamp.write_text(wanted)
+    return str(python)
+
+
+@nox.session
+def grade(session: nox.Session) -> None:
+    """Grade assignments/ (or --impl DIR, --chapter ID, --report DIR) and print the table."""
+    session.run(_python(session), "-m", "graders", "grade", *session.posargs, external=True)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The project's own test suite (what .ci/run runs)."""
+    session.run(_python(session), "-m", "pytest", *(session.posargs or ["tests"]), external=True)
+
+
+@nox.session
+def stubs(session: nox.Session) -> None:
+    """Regenerate assignments/ from the reference's solution regions (--check: report drift only)."""
+    session.run(_python(session), "-m", "graders", "stubs", *session.posargs, external=True)
+
+
+@nox.session(default=False)
+def snapshots(session: nox.Session) -> None:
+    """Regenerate the public tests' golden snapshots from the reference."""
+    session.run(_python(session), "-m", "graders", "snapshots", *session.posargs, external=True)
+
+
+@nox.session
+def figures(session: nox.Session) -> None:
+    """Draw every figure of the site from the reference code (into site/docs/figures/)."""
+    session.run(_python(session), "site/scripts/figures.py", external=True)
+
+
+@nox.session
+def site(session: nox.Session) -> None:
+    """Build the reading site with `mkdocs build --strict` (figures and KaTeX first)."""
+    python = _python(session)
+    session.run(python, "site/scripts/fetch_katex.py", external=True)
+    session.run(python, "site/scripts/figures.py", external=True)
+    session.run(python, "-m", "mkdocs", "build", "--strict", "-f", "site/mkdocs.yml", *session.posargs, external=True)
+
+
+@nox.session(default=False)
+def serve(session: nox.Session) -> None:
+    """Serve the reading site locally with live reload."""
+    python = _python(session)
+    session.run(python, "site/scripts/fetch_katex.py", external=True)
+    session.run(python, "site/scripts/figures.py", external=True)
+    session.run(python, "-m", "mkdocs", "serve", "-f", "site/mkdocs.yml", *session.posargs, external=True)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Grading time per chapter, and the reference attention's speed relative to PyTorch's kernel."""
+    session.run(_python(session), "-m", "graders", "bench", *session.posargs, external=True)

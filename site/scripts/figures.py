@@ -1,0 +1,316 @@
+"""Generate every figure of the reading site into ``site/docs/figures/``.
+
+Run from the repository root::
+
+    python site/scripts/figures.py
+
+The figures are build products, never committed: the site build (``nox -s site``) runs this
+script before ``mkdocs build --strict``. Runs are reproducible byte for byte on one
+installation: fixed seeds, no randomness outside them, and PNGs saved without the
+``Software`` metadata entry (the matplotlib version). Everything runs on the CPU in a few
+seconds.
+
+The chapter 02 figures import the reference solution (``reference_solutions/`` goes on
+``sys.path``, as the course's flat modules expect) and draw attention maps with the same
+``graders.viz.plot_attention_heads`` that students call on their own module.
+
+Structure: one function per figure, each returning the path it wrote; ``FIGURES`` lists them
+in the order of the pages; ``main()`` runs them all.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
+OUT = ROOT / "site" / "docs" / "figures"
+sys.path.insert(0, str(ROOT / "reference_solutions"))  # flat modules: `import multi_head_attention`
+sys.path.insert(0, str(ROOT))  # `import graders.viz`
+
+from multi_head_attention import MultiHeadAttention, causal_mask, softmax  # noqa: E402
+
+from graders.viz import attention_weights, plot_attention_heads  # noqa: E402
+
+SEED = 0
+DPI = 110
+# One palette for every figure: matplotlib's default colour cycle, named once.
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def _save(fig: Figure, name: str) -> Path:
+    """Write ``fig`` as ``OUT/name.png`` with no version-dependent metadata; return the path."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.png"
+    # "Software" would record the matplotlib version; without it the bytes depend only on
+    # the drawing (and the installed renderer).
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 02: multi-head attention
+# --------------------------------------------------------------------------------------
+
+
+def attention_heads() -> Path:
+    """Four heads with four different jobs, drawn with ``graders.viz`` under a causal mask.
+
+    A randomly initialised layer attends almost uniformly, and training one on a toy task
+    would make the picture depend on the optimizer and the number of steps. Instead we set
+    the projections by hand so that each head implements one pattern found in trained
+    language models, and the figure shows what "different heads learn different things"
+    looks like:
+
+    * head 0, previous token: q at position ``p`` is k at position ``p - 1`` (a rotation of
+      the positional features), so the score peaks one step back;
+    * head 1, first token (an "attention sink"): every query has the same constant q (the
+      ``q_proj`` bias) and only the first token's k is non-zero;
+    * head 2, same token: q and k are the token's one-hot identity, so a query attends to
+      every earlier copy of itself;
+    * head 3, recent tokens: a slow positional frequency whose score decreases with the
+      distance, a soft window over the last few tokens.
+
+    Input layout of ``x`` (d_model = 32, 4 heads of 8 dims):
+    dims 0-7 positional features ``cos/sin(w_f p)`` with ``w_f = 2 pi f / 13``, f = 1..4;
+    dims 8-15 token one-hot; dim 16 "is first token"; dims 17-18 ``cos/sin(2 pi p / 26)``.
+    The value and output projections keep their seeded random init: they do not change the
+    weights drawn here.
+    """
+    torch.manual_seed(SEED)
+    tokens = "<s> the cat saw the dog and the dog saw the cat".split()
+    vocab = list(dict.fromkeys(tokens))  # 6 types, in order of appearance
+    T, D, H = len(tokens), 32, 4
+    Dh = D // H
+    freqs = [2 * math.pi * f / 13 for f in range(1, 5)]  # period 13 > T: no wrap-around aliasing
+    slow = 2 * math.pi / 26  # cos(slow * d) decreases over d = 0..12
+
+    x = torch.zeros(1, T, D)  # (B, T, D)
+    for p, tok in enumerate(tokens):
+        for f, w in enumerate(freqs):
+            x[0, p, 2 * f], x[0, p, 2 * f + 1] = math.cos(w * p), math.sin(w * p)
+        x[0, p, 8 + vocab.index(tok)] = 1.0
+        x[0, p, 17], x[0, p, 18] = math.cos(slow * p), math.sin(slow * p)
+    x[0, 0, 16] = 1.0
+
+    mha = MultiHeadAttention(D, H)
+    Wq = torch.zeros(D, D)  # (out, in): rows h*Dh:(h+1)*Dh are head h's query
+    Wk = torch.zeros(D, D)
+    bq = torch.zeros(D)
+    # Head 0: rotate each (cos, sin) pair back by one step, so q(p) = k(p - 1).
+    for f, w in enumerate(freqs):
+        c, s = math.cos(w), math.sin(w)
+        Wq[2 * f : 2 * f + 2, 2 * f : 2 * f + 2] = 10.0 * torch.tensor([[c, s], [-s, c]])
+        Wk[2 * f : 2 * f + 2, 2 * f : 2 * f + 2] = torch.eye(2)
+    # Head 1: constant query, key non-zero only on the first token.
+    bq[Dh] = 20.0
+    Wk[Dh, 16] = 1.0
+    # Head 2: token identity against token identity.
+    Wq[2 * Dh : 2 * Dh + 8, 8:16] = 20.0 * torch.eye(8)
+    Wk[2 * Dh : 2 * Dh + 8, 8:16] = torch.eye(8)
+    # Head 3: the slow positional pair against itself: score = 40 cos(slow * distance).
+    Wq[3 * Dh : 3 * Dh + 2, 17:19] = 40.0 * torch.eye(2)
+    Wk[3 * Dh : 3 * Dh + 2, 17:19] = torch.eye(2)
+    with torch.no_grad():
+        mha.q_proj.weight.copy_(Wq)
+        mha.q_proj.bias.copy_(bq)
+        mha.k_proj.weight.copy_(Wk)
+        mha.k_proj.bias.zero_()
+
+    weights = attention_weights(mha, x, mask=causal_mask(T))  # (1, H, T, T)
+    fig = plot_attention_heads(weights, tokens=tokens, title="Four hand-set heads under a causal mask")
+    for ax, job in zip(fig.axes, ["previous token", "first token", "same token", "recent tokens"]):
+        ax.set_title(f"{ax.get_title()}: {job}", fontsize=10)
+    return _save(fig, "attention_heads")
+
+
+def masks() -> Path:
+    """The three boolean masks of the chapter (True = may attend), as grids."""
+    causal = causal_mask(6)  # (6, 6)
+    cached = causal_mask(2, 6)  # (2, 6): two new queries after four cached positions
+    attention_mask = torch.tensor([True, True, True, True, False, False])  # (S,): 2 pad tokens
+    padding = attention_mask[None, :].expand(6, 6)  # (T, S), one sequence of the batch
+    panels = [
+        ("causal_mask(6)", causal, range(6)),
+        ("causal_mask(2, 6): 2 new queries, 4 cached", cached, range(4, 6)),
+        ("padding: attention_mask[:, None, None, :]", padding, range(6)),
+    ]
+    fig = Figure(figsize=(10.5, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, (title, mask, rows) in zip(axes, panels):
+        grid = torch.full((6, 6), float("nan"))  # rows that are not queries stay blank
+        grid[list(rows)] = mask.float()
+        ax.imshow(grid.numpy(), cmap="Blues", vmin=-0.25, vmax=1.2)
+        for i in rows:
+            for j in range(6):
+                allowed = bool(grid[i, j])
+                ax.text(
+                    j,
+                    i,
+                    "T" if allowed else "F",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if allowed else "black",
+                )
+        if len(rows) < 6:
+            ax.text(
+                2.5,
+                1.5,
+                "positions 0-3: keys already\nin the cache, no query",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="gray",
+            )
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(6))
+        ax.set_yticks(range(6))
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query (absolute position)")
+    fig.suptitle("Boolean masks: True (dark) = may attend", fontsize=11)
+    return _save(fig, "masks")
+
+
+def gqa_sharing() -> Path:
+    """Which key/value head each query head reads, for H = 8 and Hkv = 8, 2, 1."""
+    H = 8
+    configs = [(8, "multi-head (Hkv = 8)"), (2, "grouped-query (Hkv = 2)"), (1, "multi-query (Hkv = 1)")]
+    fig = Figure(figsize=(10.5, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, (Hkv, title) in zip(axes, configs):
+        R = H // Hkv
+        kv_x = [(g + 0.5) * H / Hkv - 0.5 for g in range(Hkv)]  # centre each kv head under its group
+        for h in range(H):
+            g = h // R  # the kv head that query head h reads
+            color = COLORS[g % len(COLORS)]
+            ax.plot([h, kv_x[g]], [1.0, 0.0], color=color, lw=1.5, zorder=1)
+            ax.add_patch(
+                FancyBboxPatch((h - 0.38, 0.92), 0.76, 0.28, boxstyle="round,pad=0.02", fc="white", ec=color, lw=1.5)
+            )
+            ax.text(h, 1.06, f"q{h}", ha="center", va="center", fontsize=8)
+        for g in range(Hkv):
+            color = COLORS[g % len(COLORS)]
+            ax.add_patch(
+                FancyBboxPatch((kv_x[g] - 0.38, -0.2), 0.76, 0.28, boxstyle="round,pad=0.02", fc=color, ec=color)
+            )
+            ax.text(kv_x[g], -0.06, f"kv{g}", ha="center", va="center", fontsize=8, color="white")
+        ax.set_xlim(-0.7, H - 0.3)
+        ax.set_ylim(-0.55, 1.35)
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=10)
+        ax.text(
+            (H - 1) / 2,
+            -0.42,
+            f"R = {R}: query head h reads kv head h // {R}\nKV cache: {Hkv}/{H} of multi-head",
+            ha="center",
+            va="center",
+            fontsize=8.5,
+        )
+    return _save(fig, "gqa_sharing")
+
+
+def score_scaling() -> Path:
+    """Why divide by sqrt(d_k): the spread of q.k and how peaked the softmax gets."""
+    g = torch.Generator().manual_seed(SEED)
+    dims = [4, 8, 16, 32, 64, 128, 256, 512]
+    S, N = 32, 512  # keys per query, queries per dimension
+    std_raw, std_scaled, peak_raw, peak_scaled = [], [], [], []
+    for d in dims:
+        q = torch.randn(N, 1, d, generator=g)  # (N, 1, d), unit-variance entries
+        k = torch.randn(N, S, d, generator=g)  # (N, S, d)
+        scores = (q * k).sum(-1)  # (N, S): variance d
+        std_raw.append(scores.std().item())
+        std_scaled.append((scores / math.sqrt(d)).std().item())
+        peak_raw.append(softmax(scores).amax(-1).mean().item())
+        peak_scaled.append(softmax(scores / math.sqrt(d)).amax(-1).mean().item())
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.plot(dims, std_raw, "o-", color=COLORS[3], label=r"$q \cdot k$")
+    left.plot(dims, std_scaled, "o-", color=COLORS[0], label=r"$q \cdot k / \sqrt{d_k}$")
+    left.plot(dims, [math.sqrt(d) for d in dims], ":", color="gray", label=r"$\sqrt{d_k}$")
+    left.set_xscale("log", base=2)
+    left.set_yscale("log", base=2)
+    left.set_xlabel(r"$d_k$")
+    left.set_ylabel("standard deviation of the score")
+    left.set_title("Scores spread like $\\sqrt{d_k}$", fontsize=10)
+    left.legend(fontsize=9)
+    right.plot(dims, peak_raw, "o-", color=COLORS[3], label="unscaled")
+    right.plot(dims, peak_scaled, "o-", color=COLORS[0], label=r"scaled by $1/\sqrt{d_k}$")
+    right.axhline(1 / S, ls=":", color="gray", label=f"uniform (1/{S})")
+    right.set_xscale("log", base=2)
+    right.set_ylim(0, 1.05)
+    right.set_xlabel(r"$d_k$")
+    right.set_ylabel(f"mean largest weight ({S} keys)")
+    right.set_title("Unscaled softmax saturates towards one-hot", fontsize=10)
+    right.legend(fontsize=9)
+    return _save(fig, "score_scaling")
+
+
+def softmax_stability() -> Path:
+    """Naive exp(x)/sum(exp(x)) against the max-subtracted softmax, as all logits shift.
+
+    Softmax depends only on differences of logits: shifting them all by ``c`` changes nothing.
+    The naive formula breaks at both ends: for large ``c``, ``exp`` overflows (x/inf = 0, then
+    inf/inf = NaN); for very negative ``c`` it underflows to subnormals (wrong ratios), then to
+    0 (0/0 = NaN).
+    """
+    shifts = torch.linspace(-130.0, 130.0, 521)  # (N,)
+    base = torch.tensor([0.0, 1.0, 2.0])  # logits are shift + base
+    fig = Figure(figsize=(8, 3.6), layout="constrained")
+    ax = fig.subplots()
+    stable = softmax(shifts[:, None] + base)[:, -1]  # (N,): the same value for every shift
+    ax.plot(shifts, stable, color=COLORS[0], lw=6, alpha=0.35, label="stable (subtract the max)")
+    for dtype, color, y in [(torch.float32, COLORS[3], 0.45), (torch.float16, COLORS[1], 0.25)]:
+        x = (shifts[:, None] + base).to(dtype)  # (N, 3)
+        e = torch.exp(x)
+        naive = (e / e.sum(-1, keepdim=True))[:, -1].float()  # (N,): NaN once exp over/underflows
+        finite = torch.isfinite(naive)
+        right = (naive - stable).abs() < 1e-2  # NaN compares False: not right
+        name = str(dtype).removeprefix("torch.")
+        ax.plot(shifts[finite], naive[finite], color=color, lw=1.5, label=f"naive, {name}")
+        lo, hi = shifts[right].min().item(), shifts[right].max().item()
+        for edge in (lo, hi):
+            ax.axvline(edge, color=color, ls="--", lw=1)
+        ax.annotate(
+            f"naive {name}: right only for c in [{lo:.0f}, {hi:.0f}], wrong or NaN outside",
+            xy=(0, y),
+            ha="center",
+            color=color,
+            fontsize=8.5,
+        )
+    ax.set_xlabel("shift c (logits = [c, c + 1, c + 2])")
+    ax.set_ylabel("weight of the largest logit")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_title("Softmax ignores a common shift; the naive formula does not survive it", fontsize=10)
+    ax.legend(fontsize=9, loc="upper right")
+    return _save(fig, "softmax_stability")
+
+
+# In the order the pages use them (all chapter 02 for now).
+FIGURES: list[Callable[[], Path]] = [
+    attention_heads,
+    score_scaling,
+    softmax_stability,
+    masks,
+    gqa_sharing,
+]
+
+
+def main() -> None:
+    """Write every figure and print each path, relative to the repository root."""
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    with matplotlib.rc_context({"font.size": 9, "svg.hashsalt": "figures", "savefig.facecolor": "white"}):
+        for make in FIGURES:
+            print(make().relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
