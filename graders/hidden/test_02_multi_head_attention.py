@@ -96,6 +96,25 @@ def test_softmax_shift_invariant(student, case, shift):
 
 @pytest.mark.points(1)
 @pytest.mark.task("softmax")
+@given(case=strategies.softmax_cases(max_dims=2), data=st.data())
+def test_softmax_slices_independent(student, case, data):
+    """Each slice is normalized on its own: offsetting slices by different amounts (up to 1e4) changes nothing."""
+    x = case.logits().double()
+    offsets_shape = list(x.shape)
+    offsets_shape[case.dim] = 1
+    count = math.prod(offsets_shape)
+    offsets = torch.tensor(data.draw(st.lists(st.sampled_from((-1e4, -100.0, 0.0, 100.0, 1e4)), min_size=count,
+                                              max_size=count), label="offsets"), dtype=torch.float64)
+    plain = student.call("softmax", x, dim=case.dim)
+    shifted = student.call("softmax", x + offsets.reshape(offsets_shape), dim=case.dim)
+    checks.check_tensor(shifted, what="softmax(x + per-slice offsets)", shape=tuple(x.shape))
+    checks.assert_close(shifted, plain, tolerances.shifted_logits(torch.float64, 1e4),
+                        what="softmax(x + a different offset per slice) vs softmax(x)",
+                        hint="subtract each slice's own max, not one max over the whole tensor")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("softmax")
 @given(rows=st.integers(1, 4), cols=st.integers(1, 6), dtype=strategies.dtypes())
 def test_softmax_all_neg_inf_row_is_zero(student, rows, cols, dtype):
     """A slice that is -inf everywhere (a fully masked row) gives zeros, not NaN."""
