@@ -21,8 +21,8 @@ class Chapter:
     id: str
     modules: tuple[str, ...]  # student module names, without ".py"
     page: str  # reading page under site/docs/
-    # Fully qualified names the student may not call in this chapter. A name ending in
-    # ".*" bans a method on any object (e.g. "Tensor.softmax" as `x.softmax(...)`).
+    # Fully qualified names the student may not use in this chapter. "Tensor.NAME" bans the
+    # method on any object (e.g. "Tensor.softmax" catches `x.softmax(...)`).
     banned: tuple[str, ...] = field(default=())
 
     @property
@@ -37,11 +37,6 @@ class Chapter:
 
     def suite(self, visibility: str) -> Path:
         return GRADERS / visibility / f"test_{self.slug}.py"
-
-    def page_url(self, anchor: str = "") -> str:
-        """Where the reading page lives on the built site (for links in feedback)."""
-        stem = self.page.removesuffix(".md")
-        return f"site/docs/{self.page}" + (f"#{anchor}" if anchor else "") if stem else ""
 
 
 CHAPTERS: tuple[Chapter, ...] = (

@@ -145,28 +145,54 @@ def _describe(exc: BaseException | None, item: pytest.Item, visibility: str) -> 
     """Status and message for a failed test. Hidden tests never show source or expected values."""
     doc = (item.function.__doc__ or "").strip().splitlines()
     prop = doc[0] if doc else item.name
+    notes = _failing_case(exc)
+    exc = _unwrap(exc)
     if isinstance(exc, SubmissionError):
         status, text = exc.status, str(exc)
     elif isinstance(exc, AssertionError):
         status, text = "failed", str(exc) or "assertion failed"
     elif exc is None:
         status, text = "error", "the test did not run"
-    else:  # a problem in the grader itself, not in the student's code
+    elif visibility == "hidden":  # a problem in the grader itself; its text may quote hidden source
+        status, text = "error", f"the grader hit an internal error ({type(exc).__name__}); please tell your instructor"
+    else:
         status, text = "error", f"the grader hit {type(exc).__name__}: {exc}"
-    notes = "\n".join(line for note in getattr(exc, "__notes__", ()) or () for line in note.splitlines()
-                      if not _FIXTURE_ARG.match(line))
     section = getattr(item.module, "SECTIONS", {}).get(item.get_closest_marker("task").args[0])
     chapter = chapter_of(item.path)
-    lines = [f"Property: {prop}", text]
-    if notes:
-        lines.append(notes)
+    lines = [f"Property: {prop}", text, notes]
     if section:
         lines.append(f"Read: site/docs/{chapter.page}#{section}")
     return status, "\n".join(line for line in lines if line).strip()
 
 
-# Hypothesis's falsifying example lists every argument; fixtures are the grader's, not the case.
+def _unwrap(exc: BaseException | None) -> BaseException | None:
+    """The student-facing exception inside Hypothesis's groups (e.g. a FlakyFailure)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = next((e for e in exc.exceptions if isinstance(e, (SubmissionError, AssertionError))), exc.exceptions[0])
+    return exc
+
+
+# Hypothesis's notes hold the shrunk case ("Falsifying example: test(...)" or "Failing test
+# case: ..."), and sometimes other text that may quote the test's source. Keep only the case,
+# without the fixture arguments, which are the grader's, not the case.
+_CASE_START = re.compile(r"^(Falsifying example|Failing test case)")
 _FIXTURE_ARG = re.compile(r"^\s+(student|reference|chapter|snapshot|static_scan)=")
+
+
+def _failing_case(exc: BaseException | None) -> str:
+    lines: list[str] = []
+    for note in getattr(exc, "__notes__", ()) or ():
+        inside = False
+        for line in note.splitlines():
+            if _CASE_START.match(line):
+                if lines:  # one case is enough
+                    return "\n".join(lines)
+                inside = True
+            if inside and not _FIXTURE_ARG.match(line):
+                lines.append(line)
+            if inside and line == ")":
+                inside = False
+    return "\n".join(lines)
 
 
 def _progress(done: int, total: int, label: str) -> None:

@@ -162,6 +162,7 @@ class Submission:
             raise self._poison
         self._ensure_started()
         request.setdefault("module", self.modules[0])
+        request.setdefault("seed", 0)  # every call starts from the same RNG state: deterministic dropout
         try:
             reply = self._roundtrip(request, self._timeout())
         except SubmissionError as exc:

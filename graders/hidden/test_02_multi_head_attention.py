@@ -61,7 +61,8 @@ def student_mha(student, case, state, calls, **kwargs):
 
 
 def forward_call(inputs: dict, **extra) -> dict:
-    kwargs = {"key": inputs["key"], "mask": inputs["mask"], "need_weights": True, **extra}
+    # value is passed whenever key is: the contract leaves value's default with a key open.
+    kwargs = {"key": inputs["key"], "value": inputs["key"], "mask": inputs["mask"], "need_weights": True, **extra}
     return {"fn": "self.forward", "args": [inputs["query"]], "kwargs": kwargs}
 
 
@@ -284,6 +285,40 @@ def test_attention_dropout_is_inverted(student, reference, case, p):
                         hint="dropout applies to the weights that multiply v")
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("scaled_dot_product_attention")
+@given(p=st.sampled_from((0.1, 0.25, 0.75)), seed=strategies.seeds())
+def test_attention_dropout_rate(student, p, seed):
+    """With dropout_p=p, a fraction p of the weights is dropped (within 6 standard deviations, over 8192 weights)."""
+    case = strategies.AttentionCase(batch=2, heads=4, q_len=32, k_len=32, d_k=4, d_v=2, mask="none", bias=False,
+                                    dtype=torch.float64, seed=seed)
+    t = case.tensors()
+    _, weights = student.call("scaled_dot_product_attention", t["q"], t["k"], t["v"], dropout_p=p)
+    w = checks.check_tensor(weights, what="weights", shape=(2, 4, 32, 32))
+    dropped = (w == 0).double().mean().item()
+    sigma = math.sqrt(p * (1 - p) / w.numel())
+    if abs(dropped - p) > 6 * sigma:
+        checks.fail(f"with dropout_p={p} you dropped a fraction {dropped:.3f} of the weights; each weight should be "
+                    f"dropped with probability p (kept with 1 - p)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("scaled_dot_product_attention")
+@pytest.mark.parametrize("p", [-0.1, 1.5])
+def test_attention_rejects_bad_dropout(student, p):
+    """dropout_p outside [0, 1] raises ValueError."""
+    q = torch.zeros(1, 2, 3)
+    try:
+        student.call("scaled_dot_product_attention", q, q, q, dropout_p=p)
+    except StudentRaised as exc:
+        if exc.is_a("ValueError"):
+            return
+        if exc.type == "NotImplementedError":
+            raise
+        checks.fail(f"dropout_p={p} raised {exc.type}, not ValueError")
+    checks.fail(f"dropout_p={p} was accepted; a probability outside [0, 1] should raise ValueError")
+
+
 # --- causal mask ---------------------------------------------------------------------------
 
 
@@ -351,7 +386,7 @@ def test_mha_gradients_match_reference(student, reference, case):
     result = student_mha(student, case, state, [call], upstream=upstream, output=(0,), wrt=(0,))
     module = reference_module(reference, case.init, state)
     x = _double(inputs["query"]).requires_grad_(True)
-    ref_out, _ = module(x, key=_double(inputs["key"]), mask=inputs["mask"])
+    ref_out, _ = module(x, key=_double(inputs["key"]), value=_double(inputs["key"]), mask=inputs["mask"])
     names = [n for n, _ in module.named_parameters()]
     grads = torch.autograd.grad(ref_out, [x, *module.parameters()], upstream.double())
     checks.assert_close(result.input_grads.get("0"), grads[0], tolerances.LAYER[case.dtype], what="d loss / d query")

@@ -120,6 +120,20 @@ def test_attention_uses_sqrt_dk(student):
                     f"{1 / math.sqrt(d_k):.4g} for Dk = {d_k}")
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("scaled_dot_product_attention")
+@pytest.mark.parametrize("d_k", [1, 4, 64])
+def test_attention_bias_added_after_scaling(student, d_k):
+    """With all scores 0 and a bias of [log 3, 0], the weights are [0.75, 0.25] whatever Dk is."""
+    q = torch.zeros(1, 1, d_k)
+    k = torch.zeros(1, 2, d_k)
+    bias = torch.tensor([[math.log(3.0), 0.0]])
+    _, weights = student.call("scaled_dot_product_attention", q, k, torch.eye(2)[None], bias=bias)
+    checks.assert_close(checks.check_tensor(weights, what="weights", shape=(1, 1, 2)), torch.tensor([[[0.75, 0.25]]]),
+                        tolerances.ATTENTION[torch.float32], what=f"weights with a bias, Dk={d_k}", reveal=True,
+                        hint="the bias is added after the 1/sqrt(Dk) scaling, so it is never rescaled")
+
+
 # --- causal mask ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,54 @@
+"""Helpers for the project's own tests: grading runs go through the real CLI, as a student's would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "reference_solutions"
+ASSIGNMENTS = ROOT / "assignments"
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m graders ARGS` from the repository root."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    return subprocess.run([sys.executable, "-m", "graders", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def grade(impl: Path, report: Path, *chapters: str) -> dict:
+    """Grade `impl` through the CLI and return its grade.json; the run itself must complete (exit 0)."""
+    selected = [arg for chapter in chapters for arg in ("--chapter", chapter)]
+    result = run_cli("grade", "--impl", str(impl), "--report", str(report), "--no-progress", *selected)
+    assert result.returncode == 0, f"grading did not complete:\n{result.stdout}\n{result.stderr}"
+    return json.loads((report / "grade.json").read_text())
+
+
+def tree_with(tmp_path: Path, module: str, source: str) -> Path:
+    """A student tree holding the reference modules, with `module` replaced by `source`."""
+    tree = tmp_path / "impl"
+    shutil.copytree(REFERENCE, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    (tree / f"{module}.py").write_text(source)
+    return tree
+
+
+def records_by_name(grade_json: dict, chapter: str) -> dict[str, dict]:
+    entry = next(c for c in grade_json["chapters"] if c["id"] == chapter)
+    return {t["name"]: t for t in entry["tests"]}
+
+
+@pytest.fixture(scope="session")
+def reference_grade(tmp_path_factory) -> dict:
+    return grade(REFERENCE, tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="session")
+def stub_grade(tmp_path_factory) -> dict:
+    return grade(ASSIGNMENTS, tmp_path_factory.mktemp("stub"))

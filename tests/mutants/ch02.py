@@ -1,0 +1,308 @@
+"""Chapter 02 mutants: plausible student bugs in `multi_head_attention.py`.
+
+Each mutant is a small text edit of `reference_solutions/multi_head_attention.py`. Every one
+in ``MUTANTS`` changes behaviour on some valid input that chapter 02's graders can send
+(``rope=None``): outputs, weights, gradients, cache decoding, dropout statistics, NaN
+behaviour or a required ``ValueError``. Semantic bugs are shape-correct, so they are caught by
+values rather than by a crash.
+
+``ROPE_ONLY_MUTANTS`` are bugs in this module that show only when a rotary embedding is passed
+to ``MultiHeadAttention.forward``. The contract grades attention with RoPE in chapter 03, so
+chapter 02's graders (which call ``forward`` with ``rope=None``) cannot see them; the chapter 03
+suite, which runs on the student's own chapter 02 module, is the one that must catch them.
+"""
+
+from __future__ import annotations
+
+from . import Mutant
+
+MUTANTS: list[Mutant] = [
+    # --- scaled_dot_product_attention: scaling -----------------------------------------
+    Mutant(
+        name="scale_by_dk",
+        description="scores divided by d_k instead of sqrt(d_k)",
+        old="scale = 1.0 / math.sqrt(q.shape[-1])",
+        new="scale = 1.0 / q.shape[-1]",
+    ),
+    Mutant(
+        name="no_scaling",
+        description="scores q @ k^T never scaled by 1/sqrt(d_k)",
+        old="scale = 1.0 / math.sqrt(q.shape[-1])",
+        new="scale = 1.0",
+    ),
+    Mutant(
+        name="bias_before_scaling",
+        description="additive bias (ALiBi) added to the raw scores, then everything scaled by 1/sqrt(d_k)",
+        old=(
+            '    scores = torch.einsum("...td,...sd->...ts", q, k) * scale  # (..., Tq, Tk)\n'
+            "    if bias is not None:\n"
+            "        scores = scores + bias  # (..., Tq, Tk)\n"
+        ),
+        new=(
+            '    scores = torch.einsum("...td,...sd->...ts", q, k)  # (..., Tq, Tk)\n'
+            "    if bias is not None:\n"
+            "        scores = scores + bias  # (..., Tq, Tk)\n"
+            "    scores = scores * scale\n"
+        ),
+    ),
+    # --- scaled_dot_product_attention: masking -----------------------------------------
+    Mutant(
+        name="mask_inverted",
+        description="mask read as True = blocked: masked_fill(mask, -inf)",
+        old='scores.masked_fill(~mask.bool(), float("-inf"))',
+        new='scores.masked_fill(mask.bool(), float("-inf"))',
+    ),
+    Mutant(
+        name="mask_after_softmax",
+        description="mask multiplied into the weights after the softmax, rows not renormalised",
+        old=(
+            "    if mask is not None:\n"
+            '        scores = scores.masked_fill(~mask.bool(), float("-inf"))  # (..., Tq, Tk)\n'
+            "    weights = softmax(scores, dim=-1)  # (..., Tq, Tk), rows sum to 1 (or are all 0)\n"
+        ),
+        new=(
+            "    weights = softmax(scores, dim=-1)  # (..., Tq, Tk)\n"
+            "    if mask is not None:\n"
+            "        weights = weights * mask  # (..., Tq, Tk)\n"
+        ),
+    ),
+    Mutant(
+        name="softmax_wrong_axis",
+        description="attention softmax taken over the query axis (dim=-2) instead of the keys",
+        old="weights = softmax(scores, dim=-1)",
+        new="weights = softmax(scores, dim=-2)",
+    ),
+    # --- scaled_dot_product_attention: dropout ------------------------------------------
+    Mutant(
+        name="dropout_not_inverted",
+        description="dropout zeroes weights but does not scale the kept ones by 1/(1-p)",
+        old="scale_kept = 0.0 if dropout_p == 1.0 else 1.0 / (1.0 - dropout_p)",
+        new="scale_kept = 1.0",
+    ),
+    Mutant(
+        name="dropout_keeps_with_prob_p",
+        description="dropout keeps each weight with probability p instead of 1-p",
+        old="keep = torch.rand_like(weights) >= dropout_p",
+        new="keep = torch.rand_like(weights) < dropout_p",
+    ),
+    Mutant(
+        name="dropout_p_not_validated",
+        description="dropout_p outside [0, 1] accepted silently instead of raising ValueError",
+        old=(
+            "    if not 0.0 <= dropout_p <= 1.0:\n"
+            '        raise ValueError(f"dropout_p must be in [0, 1], got dropout_p={dropout_p}")\n'
+        ),
+        new="",
+    ),
+    # --- softmax ------------------------------------------------------------------------
+    Mutant(
+        name="softmax_no_max_subtraction",
+        description="softmax exponentiates the raw logits: inf/inf = nan at logits of 1e4",
+        old="e = torch.exp(x - x_max)",
+        new="e = torch.exp(x)",
+    ),
+    Mutant(
+        name="softmax_no_inf_max_guard",
+        description="softmax shifts by the row max even when it is -inf: a fully masked row gives NaN",
+        old="    x_max = torch.where(torch.isfinite(x_max), x_max, torch.zeros_like(x_max))\n",
+        new="",
+    ),
+    Mutant(
+        name="softmax_no_zero_sum_guard",
+        description="softmax divides by the row sum even when it is 0: a fully masked row gives NaN",
+        old="return e / torch.where(total > 0, total, torch.ones_like(total))",
+        new="return e / total",
+    ),
+    Mutant(
+        name="softmax_global_max",
+        description="softmax subtracts the max of the whole tensor, so rows far below it underflow to 0",
+        old="x_max = x.amax(dim=dim, keepdim=True)",
+        new="x_max = x.amax()",
+    ),
+    Mutant(
+        name="softmax_ignores_dim",
+        description="softmax always normalises the last axis, whatever `dim` says",
+        old=(
+            "    x_max = x.amax(dim=dim, keepdim=True)  # (..., 1, ...)\n"
+            "    # A row of all -inf has max -inf; shifting by it would give nan (-inf - -inf).\n"
+            "    x_max = torch.where(torch.isfinite(x_max), x_max, torch.zeros_like(x_max))\n"
+            "    e = torch.exp(x - x_max)  # same shape as x, every entry in [0, 1]\n"
+            "    total = e.sum(dim=dim, keepdim=True)  # (..., 1, ...)\n"
+        ),
+        new=(
+            "    x_max = x.amax(dim=-1, keepdim=True)  # (..., 1, ...)\n"
+            "    # A row of all -inf has max -inf; shifting by it would give nan (-inf - -inf).\n"
+            "    x_max = torch.where(torch.isfinite(x_max), x_max, torch.zeros_like(x_max))\n"
+            "    e = torch.exp(x - x_max)  # same shape as x, every entry in [0, 1]\n"
+            "    total = e.sum(dim=-1, keepdim=True)  # (..., 1, ...)\n"
+        ),
+    ),
+    # --- causal_mask --------------------------------------------------------------------
+    Mutant(
+        name="causal_mask_ignores_cache_offset",
+        description="causal mask is tril(diagonal=0): with a cache, new queries cannot see the newest keys",
+        old="torch.tril(ones, diagonal=k_len - q_len)",
+        new="torch.tril(ones, diagonal=0)",
+    ),
+    Mutant(
+        name="causal_mask_off_by_one_minus",
+        description="causal mask diagonal k_len - q_len - 1: a query cannot attend to itself",
+        old="torch.tril(ones, diagonal=k_len - q_len)",
+        new="torch.tril(ones, diagonal=k_len - q_len - 1)",
+    ),
+    Mutant(
+        name="causal_mask_off_by_one_plus",
+        description="causal mask diagonal k_len - q_len + 1: a query sees the next token",
+        old="torch.tril(ones, diagonal=k_len - q_len)",
+        new="torch.tril(ones, diagonal=k_len - q_len + 1)",
+    ),
+    # --- KVCache ------------------------------------------------------------------------
+    Mutant(
+        name="kvcache_overwrites",
+        description="KVCache.update replaces the cached keys/values instead of appending",
+        old=(
+            "        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)  # (B, Hkv, length, Dh)\n"
+            "        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)  # (B, Hkv, length, Dh)\n"
+        ),
+        new=(
+            "        self.k = k  # (B, Hkv, T_new, Dh)\n"
+            "        self.v = v  # (B, Hkv, T_new, Dh)\n"
+        ),
+    ),
+    Mutant(
+        name="kvcache_prepends",
+        description="KVCache.update puts the new keys/values before the cached ones (time order reversed)",
+        old=(
+            "        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)  # (B, Hkv, length, Dh)\n"
+            "        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)  # (B, Hkv, length, Dh)\n"
+        ),
+        new=(
+            "        self.k = k if self.k is None else torch.cat([k, self.k], dim=-2)  # (B, Hkv, length, Dh)\n"
+            "        self.v = v if self.v is None else torch.cat([v, self.v], dim=-2)  # (B, Hkv, length, Dh)\n"
+        ),
+    ),
+    # --- MultiHeadAttention ---------------------------------------------------------------
+    Mutant(
+        name="no_divisibility_check",
+        description="MultiHeadAttention accepts a d_model not divisible by num_heads (no ValueError)",
+        old=(
+            "        if num_heads <= 0 or d_model % num_heads != 0:\n"
+            '            raise ValueError(f"d_model must be divisible by num_heads, got d_model={d_model}, '
+            'num_heads={num_heads}")\n'
+        ),
+        new="",
+    ),
+    Mutant(
+        name="kv_projections_swapped",
+        description="keys projected with v_proj and values with k_proj",
+        old=(
+            '        k = rearrange(self.k_proj(key), "b s (h d) -> b h s d", h=self.num_kv_heads)  # (B, Hkv, S, Dh)\n'
+            '        v = rearrange(self.v_proj(value), "b s (h d) -> b h s d", h=self.num_kv_heads)  # (B, Hkv, S, Dh)\n'
+        ),
+        new=(
+            '        k = rearrange(self.v_proj(key), "b s (h d) -> b h s d", h=self.num_kv_heads)  # (B, Hkv, S, Dh)\n'
+            '        v = rearrange(self.k_proj(value), "b s (h d) -> b h s d", h=self.num_kv_heads)  # (B, Hkv, S, Dh)\n'
+        ),
+    ),
+    Mutant(
+        name="split_heads_without_transpose",
+        description="heads split with a bare reshape to (B, H, T, Dh), scrambling positions and features",
+        old=(
+            '        q = rearrange(self.q_proj(query), "b t (h d) -> b h t d", h=self.num_heads)  # (B, H, T, Dh)\n'
+            '        k = rearrange(self.k_proj(key), "b s (h d) -> b h s d", h=self.num_kv_heads)  # (B, Hkv, S, Dh)\n'
+            '        v = rearrange(self.v_proj(value), "b s (h d) -> b h s d", h=self.num_kv_heads)  # (B, Hkv, S, Dh)\n'
+        ),
+        new=(
+            "        B, T, S = query.shape[0], query.shape[1], key.shape[1]\n"
+            "        q = self.q_proj(query).reshape(B, self.num_heads, T, self.head_dim)  # (B, H, T, Dh)\n"
+            "        k = self.k_proj(key).reshape(B, self.num_kv_heads, S, self.head_dim)  # (B, Hkv, S, Dh)\n"
+            "        v = self.v_proj(value).reshape(B, self.num_kv_heads, S, self.head_dim)  # (B, Hkv, S, Dh)\n"
+        ),
+    ),
+    Mutant(
+        name="merge_heads_without_transpose",
+        description="heads merged with a bare reshape of (B, H, T, Dh) to (B, T, D), scrambling positions",
+        old='out = rearrange(out, "b h t d -> b t (h d)")',
+        new="out = out.reshape(out.shape[0], out.shape[2], -1)",
+    ),
+    Mutant(
+        name="gqa_heads_tiled",
+        description="GQA repeats the kv heads as tiles (r h): query head h reads kv head h % Hkv, not h // R",
+        old=(
+            '        k = repeat(k, "b h s d -> b (h r) s d", r=group)  # (B, H, S_total, Dh)\n'
+            '        v = repeat(v, "b h s d -> b (h r) s d", r=group)  # (B, H, S_total, Dh)\n'
+        ),
+        new=(
+            '        k = repeat(k, "b h s d -> b (r h) s d", r=group)  # (B, H, S_total, Dh)\n'
+            '        v = repeat(v, "b h s d -> b (r h) s d", r=group)  # (B, H, S_total, Dh)\n'
+        ),
+    ),
+    Mutant(
+        name="dropout_in_eval",
+        description="attention dropout stays active in eval mode (self.training ignored)",
+        old="dropout_p = self.dropout if self.training else 0.0",
+        new="dropout_p = self.dropout",
+    ),
+    Mutant(
+        name="no_out_proj",
+        description="the merged heads are returned without the output projection",
+        old="return self.out_proj(out), (weights if need_weights else None)",
+        new="return out, (weights if need_weights else None)",
+    ),
+]
+
+ROPE_ONLY_MUTANTS: list[Mutant] = [
+    Mutant(
+        name="cache_positions_from_zero",
+        description="with a KV cache, rope positions start at 0 instead of kv_cache.length",
+        old="start = 0 if kv_cache is None else kv_cache.length",
+        new="start = 0",
+    ),
+]
+
+# Correct solutions written another way: each must keep full marks, so the graders never
+# depend on one implementation's style or on a convention the contract leaves open.
+VALID_VARIANTS: list[Mutant] = [
+    Mutant(
+        name="value_defaults_to_query",
+        description="the contract's literal reading: value defaults to query (graders always pass value with key)",
+        old="value = key if value is None else value",
+        new="value = query if value is None else value",
+    ),
+    Mutant(
+        name="scores_with_matmul",
+        description="scores and output with @ and transpose instead of einsum",
+        old='scores = torch.einsum("...td,...sd->...ts", q, k) * scale  # (..., Tq, Tk)',
+        new="scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)",
+    ),
+    Mutant(
+        name="float64_math",
+        description="attention computed in float64 and cast back to the input dtype",
+        old='    out = torch.einsum("...ts,...sd->...td", weights, v)  # (..., Tq, Dv)\n    return out, weights\n',
+        new=(
+            '    out = torch.einsum("...ts,...sd->...td", weights.double(), v.double())  # (..., Tq, Dv)\n'
+            "    return out.to(v.dtype), weights.to(q.dtype)\n"
+        ),
+    ),
+    Mutant(
+        name="gqa_repeat_interleave",
+        description="key/value heads repeated with torch.repeat_interleave instead of einops",
+        old=(
+            '        k = repeat(k, "b h s d -> b (h r) s d", r=group)  # (B, H, S_total, Dh)\n'
+            '        v = repeat(v, "b h s d -> b (h r) s d", r=group)  # (B, H, S_total, Dh)\n'
+        ),
+        new=(
+            "        k = torch.repeat_interleave(k, group, dim=1)  # (B, H, S_total, Dh)\n"
+            "        v = torch.repeat_interleave(v, group, dim=1)  # (B, H, S_total, Dh)\n"
+        ),
+    ),
+    Mutant(
+        name="causal_mask_by_comparison",
+        description="the causal mask built by comparing position grids instead of tril",
+        old="    return torch.tril(ones, diagonal=k_len - q_len)  # (Tq, Tk)\n",
+        new=(
+            "    i = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)\n"
+            "    return torch.arange(k_len, device=device)[None, :] <= i  # (Tq, Tk)\n"
+        ),
+    ),
+]

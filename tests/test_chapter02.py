@@ -1,0 +1,77 @@
+"""Chapter 02's graders, tested end to end through the CLI.
+
+The reference gets full marks, the stub gets zero, every mutant (a plausible student bug)
+loses points with a message, hidden feedback never reveals expected values, and the same
+submission gets the same grade on every run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REFERENCE, grade, tree_with
+from tests.mutants.ch02 import MUTANTS, ROPE_ONLY_MUTANTS, VALID_VARIANTS
+
+CHAPTER = "multi_head_attention"
+MODULE = "multi_head_attention"
+REFERENCE_SOURCE = (REFERENCE / f"{MODULE}.py").read_text()
+
+
+def test_reference_gets_full_marks(reference_grade):
+    chapter = reference_grade["chapters"][0]
+    failing = [(t["name"], t["message"]) for t in chapter["tests"] if t["status"] != "passed"]
+    assert not failing
+    assert chapter["score"] == chapter["max_score"] > 0
+
+
+def test_stub_gets_zero(stub_grade):
+    chapter = stub_grade["chapters"][0]
+    assert chapter["score"] == 0
+    assert any("not implemented yet" in t["message"] for t in chapter["tests"])
+
+
+def test_public_and_hidden_tests_both_carry_points(reference_grade):
+    tests = reference_grade["chapters"][0]["tests"]
+    for visibility in ("public", "hidden"):
+        assert sum(t["max_score"] for t in tests if t["visibility"] == visibility) > 0
+
+
+def test_grading_is_deterministic(reference_grade, tmp_path):
+    mutant = next(m for m in MUTANTS if m.name == "gqa_heads_tiled")
+    first = grade(tree_with(tmp_path / "a", MODULE, mutant.apply(REFERENCE_SOURCE)), tmp_path / "ra")
+    second = grade(tree_with(tmp_path / "b", MODULE, mutant.apply(REFERENCE_SOURCE)), tmp_path / "rb")
+    strip = lambda g: [(t["name"], t["status"], t["score"], t["message"]) for t in g["chapters"][0]["tests"]]  # noqa: E731
+    assert strip(first) == strip(second)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
+def test_mutant_loses_points(mutant, tmp_path, reference_grade):
+    tree = tree_with(tmp_path, MODULE, mutant.apply(REFERENCE_SOURCE))
+    result = grade(tree, tmp_path / "report")
+    chapter = result["chapters"][0]
+    assert chapter["score"] < reference_grade["chapters"][0]["score"], f"{mutant.name} ({mutant.description}) survived"
+    failed = [t for t in chapter["tests"] if t["status"] != "passed"]
+    assert all(t["message"].strip() for t in failed)
+    for test in failed:
+        if test["visibility"] == "hidden":
+            # Hidden feedback shows the student's value and the error size, never the expected value.
+            assert ", expected " not in test["message"], test["message"]
+            assert "def test_" not in test["message"] and "reference_solutions" not in test["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VALID_VARIANTS, ids=lambda m: m.name)
+def test_valid_variant_keeps_full_marks(variant, tmp_path):
+    """A correct solution written another way is never rejected."""
+    result = grade(tree_with(tmp_path, MODULE, variant.apply(REFERENCE_SOURCE)), tmp_path / "report")
+    chapter = result["chapters"][0]
+    failing = [(t["name"], t["message"]) for t in chapter["tests"] if t["status"] != "passed"]
+    assert not failing, f"{variant.name} ({variant.description}) was rejected"
+
+
+def test_mutants_apply_cleanly():
+    # ROPE_ONLY_MUTANTS change attention only with a rotary embedding, which chapter 02 does
+    # not pass (the contract); chapter 03's graders catch them.
+    for mutant in [*MUTANTS, *ROPE_ONLY_MUTANTS, *VALID_VARIANTS]:
+        assert mutant.apply(REFERENCE_SOURCE) != REFERENCE_SOURCE
