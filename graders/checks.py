@@ -7,8 +7,11 @@ message then shows the student's own value but never the expected one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from graders.submission import StudentRaised
 from graders.tolerances import Tolerance
 
 
@@ -78,6 +81,30 @@ def assert_equal(actual, expected: torch.Tensor, *, what: str, reveal: bool = Fa
         index = tuple(int(i) for i in diff.nonzero()[0])
         text = f"{what}: {int(diff.sum())} of {actual.numel()} entries differ; at index {index} you returned {actual[index].item()}"
         fail(text + (f", expected {expected[index].item()}" if reveal else "") + _hint(hint))
+
+
+def raised(call: Callable[[], object]) -> StudentRaised | None:
+    """Run a call that may raise in the student's code; return what it raised, or None.
+
+    A stub's NotImplementedError propagates, so an unwritten function never passes a test
+    that expects some other exception.
+    """
+    try:
+        call()
+    except StudentRaised as exc:
+        if exc.type == "NotImplementedError":
+            raise
+        return exc
+    return None
+
+
+def expect_value_error(call: Callable[[], object], *, what: str, valid: bool = False) -> None:
+    """`call` raises ValueError (or, when `valid`, raises nothing)."""
+    exc = raised(call)
+    if valid and exc is not None:
+        fail(f"{what} is valid but raised {exc.type}: {exc.detail}")
+    if not valid and (exc is None or not exc.is_a("ValueError")):
+        fail(f"{what} should raise ValueError, " + ("but it was accepted" if exc is None else f"but raised {exc.type}"))
 
 
 def _hint(hint: str) -> str:
