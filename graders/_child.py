@@ -131,7 +131,7 @@ class _Session:
                 module.double()
             self.objects["self"] = module
         grad = request.get("grad")
-        outputs, input_grads = [], {}
+        outputs, grads = [], {}
         for index, call in enumerate(request.get("calls", [])):
             args = list(self.value(call.get("args", [])))
             kwargs = dict(self.value(call.get("kwargs", {})))
@@ -149,13 +149,12 @@ class _Session:
                 module = self.objects.get("self")
                 params = list(module.named_parameters()) if module is not None else []
                 leaves = [t for _, t in wrt] + [p for _, p in params]
-                grads = torch.autograd.grad(output, leaves, grad_outputs=grad["upstream"], allow_unused=True)
-                input_grads = {str(key): g for (key, _), g in zip(wrt, grads[: len(wrt)])}
-                param_grads = {name: g for (name, _), g in zip(params, grads[len(wrt):])}
-                input_grads = {"inputs": input_grads, "params": param_grads}
+                found = torch.autograd.grad(output, leaves, grad_outputs=grad["upstream"], allow_unused=True)
+                grads = {"inputs": {str(key): g for (key, _), g in zip(wrt, found[: len(wrt)])},
+                         "params": {name: g for (name, _), g in zip(params, found[len(wrt):])}}
             outputs.append(result)
         attrs = {name: self.resolve(name) for name in request.get("attrs", [])}
-        reply = {"ok": True, "outputs": outputs, "grads": input_grads, "attrs": attrs}
+        reply = {"ok": True, "outputs": outputs, "grads": grads, "attrs": attrs}
         if request.get("state_dict_shapes"):
             reply["state_dict_shapes"] = {k: list(v.shape) for k, v in self.objects["self"].state_dict().items()}
         return reply

@@ -76,7 +76,7 @@ class Grading:
             for module in chapter.modules:
                 path = self.impl / f"{module}.py"
                 try:
-                    hits += [v for v in static.scan(path, chapter.banned)]
+                    hits += static.scan(path, chapter.banned)
                 except FileNotFoundError:
                     problem = f"{module}.py was not found in {self.impl}"
                 except SyntaxError as exc:
