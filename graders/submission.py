@@ -159,7 +159,7 @@ class Submission:
     def run(self, **request: Any) -> Result:
         """Send one request to the child (starting it if needed) and return its checked result."""
         if self._poison is not None:
-            raise self._poison
+            raise _fresh(self._poison)
         self._ensure_started()
         request.setdefault("module", self.modules[0])
         request.setdefault("seed", 0)  # every call starts from the same RNG state: deterministic dropout
@@ -190,7 +190,7 @@ class Submission:
 
     def _ensure_started(self) -> None:
         if self._import_error is not None:
-            raise self._import_error
+            raise _fresh(self._import_error)
         if self._proc is not None and self._proc.poll() is None:
             return
         self._kill()
@@ -344,6 +344,12 @@ class Submission:
         if reply.get("kind") == "exit":
             return WorkerCrashed(f"your code called sys.exit({reply.get('message', '')}); return a value instead")
         return StudentRaised(reply)
+
+
+def _fresh(exc: SubmissionError) -> SubmissionError:
+    """A new exception like `exc`. Re-raising one instance would grow its traceback on every
+    raise, and Hypothesis, which compares tracebacks while shrinking, would slow to a crawl."""
+    return type(exc)(*exc.args)
 
 
 def _read_frame_before(fd: int, deadline: float) -> bytes:
