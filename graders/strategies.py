@@ -159,22 +159,28 @@ class MHACase:
                 "mask": make_mask(self.mask, self.batch, self.q_len, self.kv_len, seed=self.seed + 2)}
 
 
+# Head layouts: every kv head serves one query head (mha), several (gqa: 1 < Hkv < H, the only
+# layout where the order of repetition shows), or all of them (mqa).
+LAYOUTS = ("mha", "gqa", "mqa")
+
+
 @st.composite
 def mha_cases(draw, *, masks: tuple[str, ...] = MASK_KINDS, cross: bool | None = None,
-              grouped: bool | None = None, dtype: torch.dtype | None = None) -> MHACase:
-    num_heads = draw(st.sampled_from((1, 2, 4)))
-    divisors = [d for d in (1, 2, 4) if num_heads % d == 0]
-    if grouped is True:
-        divisors = [d for d in divisors if d < num_heads] or [1]
-    elif grouped is False:
-        divisors = [num_heads]
+              layouts: tuple[str, ...] = LAYOUTS, dtype: torch.dtype | None = None, min_len: int = 1) -> MHACase:
+    layout = draw(st.sampled_from(layouts))
+    if layout == "gqa":
+        num_heads = draw(st.sampled_from((4, 8)))
+        num_kv_heads = draw(st.sampled_from([d for d in (2, 4) if d < num_heads]))
+    else:
+        num_heads = draw(st.sampled_from((1, 2, 4)))
+        num_kv_heads = num_heads if layout == "mha" else 1
     head_dim = draw(st.integers(1, 8))
     is_cross = draw(st.booleans()) if cross is None else cross
     mask = draw(st.sampled_from(masks))
-    q_len = draw(st.integers(1, 7))
-    kv_len = draw(st.integers(q_len if mask == "causal" else 1, 9)) if is_cross else q_len
+    q_len = draw(st.integers(min_len, 7))
+    kv_len = draw(st.integers(q_len if mask == "causal" else min_len, 9)) if is_cross else q_len
     return MHACase(
-        d_model=num_heads * head_dim, num_heads=num_heads, num_kv_heads=draw(st.sampled_from(divisors)),
+        d_model=num_heads * head_dim, num_heads=num_heads, num_kv_heads=num_kv_heads,
         bias=draw(st.booleans()), batch=draw(st.integers(1, 3)), q_len=q_len, kv_len=kv_len, cross=is_cross,
         mask=mask, dtype=draw(dtypes()) if dtype is None else dtype, seed=draw(seeds()),
     )

@@ -366,6 +366,49 @@ def test_mha_matches_reference(student, reference, case):
     checks.assert_close(out, ref_out, tolerances.LAYER[case.dtype], what="out (B, T, D)")
 
 
+def pair_weights(state: dict, case, inputs: dict) -> torch.Tensor:
+    """Attention weights of every (query head, kv head) pair, (H, Hkv, B, T, S), in float64.
+
+    Used only to explain a head-order bug: it shows which kv head each of the student's
+    query heads actually read.
+    """
+    w = {k: v.double() for k, v in state.items()}
+    x = inputs["query"].double()
+    memory = x if inputs["key"] is None else inputs["key"].double()
+    head_dim = case.d_model // case.num_heads
+    q = F.linear(x, w["q_proj.weight"], w.get("q_proj.bias")).unflatten(-1, (case.num_heads, head_dim))
+    k = F.linear(memory, w["k_proj.weight"], w.get("k_proj.bias")).unflatten(-1, (case.num_kv_heads, head_dim))
+    scores = torch.einsum("bthd,bsgd->hgbts", q, k) / math.sqrt(head_dim)  # (H, Hkv, B, T, S)
+    if inputs["mask"] is not None:
+        mask = inputs["mask"].expand(case.batch, 1, case.q_len, case.kv_len)[:, 0]  # (B, T, S)
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1)
+
+
+@pytest.mark.points(2)
+@pytest.mark.task("MultiHeadAttention")
+# Two or more keys, so that different kv heads give different weights.
+@given(case=strategies.mha_cases(masks=("none", "causal"), layouts=("gqa",), dtype=torch.float64, min_len=2))
+def test_mha_query_head_reads_kv_head_h_div_r(student, reference, case):
+    """With grouped-query attention, query head h attends with key/value head h // (num_heads // num_kv_heads)."""
+    state = state_dict_for(reference, case.init, case.seed, case.dtype)
+    inputs = case.inputs()
+    _, weights = student_mha(student, case, state, [forward_call(inputs)]).output
+    weights = checks.check_tensor(weights, what="weights", shape=(case.batch, case.num_heads, case.q_len, case.kv_len))
+    pairs = pair_weights(state, case, inputs)  # (H, Hkv, B, T, S)
+    group = case.num_heads // case.num_kv_heads
+    tol = tolerances.LAYER[torch.float64]
+    for h in range(case.num_heads):
+        mine = weights[:, h].double()  # (B, T, S)
+        matches = [g for g in range(case.num_kv_heads)
+                   if torch.allclose(mine, pairs[h, g], rtol=tol.rtol, atol=tol.atol)]
+        if h // group not in matches:
+            read = f"reads key/value head {matches[0]}" if matches else "matches no key/value head"
+            checks.fail(f"with num_heads={case.num_heads}, num_kv_heads={case.num_kv_heads}: query head {h} {read}; "
+                        f"it should read head {h // group} (= {h} // {group}). Repeat each kv head {group} times "
+                        "in place (0,0,1,1,...), not the whole set (0,1,0,1,...).")
+
+
 @pytest.mark.points(2)
 @pytest.mark.task("MultiHeadAttention")
 @given(case=strategies.mha_cases(masks=NO_EMPTY_ROWS))
@@ -391,7 +434,7 @@ def test_mha_gradients_match_reference(student, reference, case):
 
 @pytest.mark.points(1)
 @pytest.mark.task("MultiHeadAttention")
-@given(case=strategies.mha_cases(masks=("none", "causal", "padding"), grouped=False, dtype=torch.float64))
+@given(case=strategies.mha_cases(masks=("none", "causal", "padding"), layouts=("mha",), dtype=torch.float64))
 def test_mha_agrees_with_torch_multihead_attention(student, case):
     """With as many kv heads as heads, the layer equals nn.MultiheadAttention given the same weights."""
     torch.manual_seed(case.seed)
