@@ -2,9 +2,9 @@
 
 Every session shares one virtualenv, `.venv/`, built on first use and rebuilt only when
 `pyproject.toml` or the torch pin changes, so a second `nox -s grade` starts in seconds.
-Torch is pinned to this course's CPU build (torch==2.13.0); on a GPU machine set
-COURSE_TORCH to the CUDA build you want (e.g. COURSE_TORCH="torch==2.13.0" with PyTorch's
-CUDA index configured in pip), or install it into .venv yourself.
+Torch is pinned to this course's CPU build (torch==2.13.0). On a GPU machine, install the
+CUDA build you want into .venv (`.venv/bin/pip install torch --index-url <PyTorch's CUDA
+index>`) and run sessions with COURSE_TORCH="torch>=2.3", which that build already satisfies.
 """
 
 from __future__ import annotations
