@@ -130,6 +130,9 @@ class Grading:
             status, message = "failed", f"skipped: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else ''}"
         else:
             status, message = _describe(call.excinfo.value if call.excinfo else None, item, visibility)
+            printed = self.worker(chapter).output_during_test()
+            if printed and printed not in message:
+                message += f"\nYour code printed (last lines):\n{printed}"
         self.records.append(TestRecord(chapter.id, item.name, visibility, points, status, message))
         self._done += 1
         if self.progress:

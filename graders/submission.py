@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -179,6 +180,25 @@ class Submission:
     def begin_test(self) -> None:
         """Forget the previous test's death; the next call starts a fresh child if needed."""
         self._poison = None
+        self._output_mark = (self._scratch.name if self._scratch else None, self._output_sizes())
+
+    def output_during_test(self) -> str:
+        """What the student's code printed since `begin_test` (its tail, cleaned of control bytes)."""
+        scratch, sizes = getattr(self, "_output_mark", (None, {}))
+        if self._scratch is None or self._scratch.name != scratch:
+            sizes = {}  # a fresh child since the test began: all of its output is this test's
+        return self._output_tail(sizes)
+
+    def _output_sizes(self) -> dict[str, int]:
+        if self._scratch is None:
+            return {}
+        sizes = {}
+        for name in ("stdout.txt", "stderr.txt"):
+            try:
+                sizes[name] = (Path(self._scratch.name) / name).stat().st_size
+            except OSError:
+                pass
+        return sizes
 
     def close(self) -> None:
         self._kill()
@@ -214,7 +234,7 @@ class Submission:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADERS_", "PYTEST_", "HYPOTHESIS"))}
         env["OMP_NUM_THREADS"] = "1"
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", str(CHILD), json.dumps(config)],
+            [sys.executable, "-I", "-u", str(CHILD), json.dumps(config)],
             stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr,
             cwd=scratch, env=env, pass_fds=(req_r, rep_w), start_new_session=True,
         )
@@ -295,18 +315,21 @@ class Submission:
             what = f"the worker exited with code {code} (os._exit or a fatal error in your code)"
         return WorkerCrashed(what + (f"\nlast output:\n{tail}" if tail else ""))
 
-    def _output_tail(self) -> str:
+    def _output_tail(self, since: dict[str, int] | None = None) -> str:
+        """The last OUTPUT_TAIL_BYTES the child wrote (after the offsets in `since`)."""
         if self._scratch is None:
             return ""
         parts = []
         for name in ("stdout.txt", "stderr.txt"):
             path = Path(self._scratch.name) / name
             try:
+                size = path.stat().st_size
                 with open(path, "rb") as handle:
-                    handle.seek(max(0, path.stat().st_size - OUTPUT_TAIL_BYTES))
-                    text = handle.read().decode("utf-8", "replace").strip()
+                    handle.seek(max((since or {}).get(name, 0), size - OUTPUT_TAIL_BYTES))
+                    text = handle.read(OUTPUT_TAIL_BYTES).decode("utf-8", "replace")
             except OSError:
                 continue
+            text = _PRINTABLE.sub("?", text).strip()
             if text:
                 parts.append(text)
         return "\n".join(parts)[-OUTPUT_TAIL_BYTES:]
@@ -344,6 +367,10 @@ class Submission:
         if reply.get("kind") == "exit":
             return WorkerCrashed(f"your code called sys.exit({reply.get('message', '')}); return a value instead")
         return StudentRaised(reply)
+
+
+# Control characters (NUL, escape sequences, ...) in a student's output are shown as "?".
+_PRINTABLE = re.compile(r"[^\S\n\t ]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _fresh(exc: SubmissionError) -> SubmissionError:

@@ -17,6 +17,10 @@ import torch
 def ok(x):
     return x * 2
 
+def chatty(x):
+    print("looking at", tuple(x.shape), "\x1b[31m\x00")
+    return x
+
 def crash():
     os._exit(7)
 
@@ -89,3 +93,11 @@ def test_a_crafted_pickle_is_never_loaded(worker, tmp_path):
 
 def test_address_space_is_limited():
     assert submission.MEMORY_LIMIT_BYTES < 30 * 2**30
+
+
+def test_output_during_a_test_is_captured_and_cleaned(worker):
+    worker.begin_test()
+    worker.call("chatty", torch.ones(2, 3))
+    assert worker.output_during_test() == "looking at (2, 3) ?[31m?"
+    worker.begin_test()
+    assert worker.output_during_test() == ""
