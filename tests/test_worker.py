@@ -10,7 +10,7 @@ import torch
 from graders import submission
 from graders.submission import BadReply, StudentRaised, Submission, WorkerCrashed, WorkerTimeout
 
-MODULE = '''
+MODULE = r'''
 import os, sys, pickle, io
 import torch
 
