@@ -1,19 +1,21 @@
 """Hostile or broken submissions cost their own tests, never the grade run.
 
-Each folder under tests/adversarial/ is a complete chapter-02 tree: the reference with one
-hostile change marked `# ADVERSARIAL:`. Grading must complete (exit 0), fail exactly the
-tests that reach the broken code with the right status, and grade everything else normally.
+Each case in `tests.mutants.ch02.HOSTILE` is the reference with one hostile change. Grading
+must complete (exit 0), fail exactly the tests that reach the broken code with the right
+status, and grade everything else normally.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import grade
+from tests.conftest import REFERENCE, grade, tree_with
+from tests.mutants.ch02 import HOSTILE
 
-ADVERSARIAL = Path(__file__).parent / "adversarial"
+SOURCE = (REFERENCE / "multi_head_attention.py").read_text()
 TASK_PREFIXES = {"softmax": "test_softmax", "attention": "test_attention", "causal_mask": "test_causal_mask",
                  "kv_cache": "test_kv_cache", "mha": "test_mha"}
 
@@ -36,7 +38,9 @@ def statuses(tests: list[dict]) -> set[str]:
 @pytest.fixture
 def graded(tmp_path):
     def run(name: str) -> dict[str, list[dict]]:
-        return by_task(grade(ADVERSARIAL / name, tmp_path / "report"))
+        hostile = next(h for h in HOSTILE if h.name == name)
+        tree = tree_with(tmp_path, "multi_head_attention", hostile.apply(SOURCE))
+        return by_task(grade(tree, tmp_path / "report"))
     return run
 
 
@@ -45,7 +49,8 @@ def test_syntax_error_scores_zero_with_the_line_shown(graded):
     tests = [t for group in groups.values() for t in group]
     assert sum(t["score"] for t in tests) == 0
     assert all(t["status"] in ("error", "failed") for t in tests)
-    assert all("syntax error on line 98" in t["message"] for t in tests)
+    line = 1 + SOURCE[: SOURCE.index("    if bias is not None:")].count("\n")
+    assert all(f"syntax error on line {line}" in t["message"] for t in tests)
 
 
 def test_exit_at_import_scores_zero(graded):
@@ -95,3 +100,8 @@ def test_banned_api_fails_the_task_that_used_it(graded):
     assert all("torch.softmax" in t["message"] and "bans" in t["message"] for t in groups["softmax"])
     assert statuses(groups["static"]) == {"failed"}
     assert statuses(groups["attention"]) == statuses(groups["mha"]) == {"passed"}
+
+
+def test_every_hostile_case_is_graded_here():
+    used = set(re.findall(r'graded\("(\w+)"\)', Path(__file__).read_text()))
+    assert used == {h.name for h in HOSTILE}

@@ -18,17 +18,20 @@ class Mutant:
     description: str  # the student bug in one line
     old: str  # exact text in the reference module
     new: str  # replacement
+    also: tuple[tuple[str, str], ...] = ()  # further (old, new) edits, applied in order after the first
 
     def apply(self, source: str) -> str:
-        """Return ``source`` with ``old`` replaced by ``new``.
+        """Return ``source`` with ``old`` replaced by ``new`` (then each edit in ``also``).
 
         Raises:
-            ValueError: unless ``old`` occurs exactly once in ``source`` (so a mutant never
+            ValueError: unless each ``old`` occurs exactly once when applied (so a mutant never
                 silently stops applying when the reference changes).
         """
-        count = source.count(self.old)
-        if count != 1:
-            raise ValueError(
-                f"mutant {self.name!r}: its `old` text must occur exactly once in the source, found {count}"
-            )
-        return source.replace(self.old, self.new, 1)
+        for old, new in ((self.old, self.new), *self.also):
+            count = source.count(old)
+            if count != 1:
+                raise ValueError(
+                    f"mutant {self.name!r}: its `old` text must occur exactly once in the source, found {count}"
+                )
+            source = source.replace(old, new, 1)
+        return source

@@ -306,3 +306,95 @@ VALID_VARIANTS: list[Mutant] = [
         ),
     ),
 ]
+
+
+# Hostile submissions: the reference with one hostile change each (tests/test_adversarial.py
+# grades them and checks that the run completes with exactly the right tests failed).
+IMPORTS = "import torch\nfrom einops import rearrange, repeat\n"
+LAST_LINE = "        return self.out_proj(out), (weights if need_weights else None)\n        ### END SOLUTION\n"
+
+NOISE = r"""
+
+# Every public function and method floods stdout and stderr first: text that looks like test
+# results, and bytes that look like the grader's protocol (an 8-byte big-endian length and a
+# torch.save zip header), invalid UTF-8, NUL bytes and terminal escapes.
+def _noise(where):
+    import struct
+    import sys
+
+    frame = struct.pack(">Q", 4096) + b"PK\x03\x04\x00\x00\x08\x08archive/data.pkl\x80\x02}q\x00(X\x02\x00\x00\x00ok"
+    junk = b"\x00\xff\xfe\xc3\x28\x1b[2J\x1b[31m RED \x1b[0m\r\x08\x07"
+    for stream in (sys.stdout, sys.stderr):
+        stream.write("".join(f'[{where}] {i:03d} {{"ok": true, "score": 100.0}} PASSED\n' for i in range(40)))
+        stream.write('Traceback (most recent call last):\n  File "_child.py", line 1\nSystemExit: 0\n')
+        stream.flush()
+        stream.buffer.write(frame + junk + frame)
+        stream.buffer.flush()
+        print('=== 999 passed in 0.01s ===\n{"phase": "imported", "imports": {}}', file=stream, flush=True)
+
+
+def _noisy(fn):
+    def wrapper(*args, **kwargs):
+        _noise(fn.__qualname__)
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+for _name in ("softmax", "scaled_dot_product_attention", "causal_mask"):
+    globals()[_name] = _noisy(globals()[_name])
+for _cls, _method in ((KVCache, "__init__"), (KVCache, "update"), (MultiHeadAttention, "__init__"),
+                      (MultiHeadAttention, "forward")):
+    setattr(_cls, _method, _noisy(getattr(_cls, _method)))
+_noise("import")
+"""
+
+HOSTILE: list[Mutant] = [
+    Mutant(
+        name="syntax_error",
+        description="a missing colon: the module does not import",
+        old="    if bias is not None:\n        scores = scores + bias",
+        new="    if bias is not None\n        scores = scores + bias",
+    ),
+    Mutant(
+        name="exit_at_import",
+        description="sys.exit(0) while the module is imported",
+        old=IMPORTS,
+        new=IMPORTS + "import sys\n\nsys.exit(0)\n",
+    ),
+    Mutant(
+        name="os_exit_in_softmax",
+        description="softmax kills its own process with os._exit(3)",
+        old="    x_max = x.amax(dim=dim, keepdim=True)  # (..., 1, ...)\n",
+        new="    import os\n\n    os._exit(3)\n",
+    ),
+    Mutant(
+        name="infinite_loop_in_causal_mask",
+        description="causal_mask spins forever",
+        old="    k_len = q_len if k_len is None else k_len\n",
+        new="    while True:\n        pass\n",
+    ),
+    Mutant(
+        name="memory_blowup_in_kvcache",
+        description="KVCache.update allocates and writes 30 GiB",
+        old="        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)",
+        new="        torch.ones(30 * 2**30, dtype=torch.uint8)\n        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)",
+    ),
+    Mutant(
+        name="segfault_in_mha_init",
+        description="MultiHeadAttention.__init__ reads address 0 through ctypes (a segmentation fault)",
+        old="        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads\n",
+        new="        import ctypes\n\n        ctypes.string_at(0)\n",
+    ),
+    Mutant(
+        name="prints_garbage",
+        description="correct code that floods stdout and stderr with fake results and protocol-like bytes",
+        old=LAST_LINE,
+        new=LAST_LINE + NOISE,
+    ),
+    Mutant(
+        name="banned_softmax",
+        description="softmax calls the banned torch.softmax (with the reference's values, so only the scan can tell)",
+        old="    return e / torch.where(total > 0, total, torch.ones_like(total))\n",
+        new="    return torch.where(total == 0, torch.zeros_like(x), torch.softmax(x, dim=dim))\n",
+    ),
+]
