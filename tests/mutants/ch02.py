@@ -10,6 +10,10 @@ values rather than by a crash.
 to ``MultiHeadAttention.forward``. The contract grades attention with RoPE in chapter 03, so
 chapter 02's graders (which call ``forward`` with ``rope=None``) cannot see them; the chapter 03
 suite, which runs on the student's own chapter 02 module, is the one that must catch them.
+
+``VALID_VARIANTS`` are correct solutions written another way: they must keep full marks.
+``HOSTILE`` are submissions that attack or break the grade run (exits, hangs, crashes,
+memory, noise, banned calls): `tests/test_adversarial.py` checks each one's statuses.
 """
 
 from __future__ import annotations
