@@ -1,9 +1,11 @@
 """The untrusted side of the worker: imports student modules and answers calls.
 
-Started by `submission.Submission` as `python -I _child.py CONFIG_JSON`, with the student tree
-alone on `sys.path`, in a scratch working directory, with stdout and stderr sent to files.
-This file imports only the standard library and torch: it never sees the graders, the
-reference solutions or the hidden tests.
+Started by `submission.Submission` as `python -I -u _child.py CONFIG_JSON`. Before torch or any
+student code is imported it confines itself (`_sandbox.py`, loaded by path: namespaces, a
+read-only view with the repository hidden, a uid of its own, limits), then puts the copy of the
+student tree alone on `sys.path`. Its stdout and stderr are pipes the grader drains and caps.
+This file imports only the standard library, `_sandbox.py` and torch: it never sees the graders,
+the reference solutions or the hidden tests.
 
 Protocol: frames on two private file descriptors (never stdout, so a student's `print` cannot
 forge a reply). A frame is an 8-byte big-endian length followed by a `torch.save` payload.
@@ -17,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
 import struct
 import sys
 import traceback
@@ -54,17 +55,24 @@ def read_frame(fd: int, max_bytes: int) -> bytes:
 # --- everything below runs only in the child process ------------------------------------
 
 
-def _set_limits(config: dict) -> None:
-    """Resource limits, set before torch or any student code is imported."""
-    for name, value in config.get("limits", {}).items():
-        limit = getattr(resource, name)
-        resource.setrlimit(limit, (value, value))
+def _load_sandbox():
+    """`_sandbox.py` beside this file, loaded by path (`-I` keeps this folder off sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_graders_sandbox", os.path.join(os.path.dirname(__file__),
+                                                                                   "_sandbox.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _encode(obj, torch):
     """Student outputs -> plain data. Anything else becomes an `$unsupported` marker."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu").clone().as_subclass(torch.Tensor)
+        if obj.device.type != "cpu" or obj.layout != torch.strided:
+            # The inputs were dense CPU tensors; the grader reads nothing else.
+            return {"$unsupported": f"tensor on device {obj.device.type} with layout {obj.layout}"}
+        return obj.detach().clone().as_subclass(torch.Tensor).contiguous()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, tuple):
@@ -160,10 +168,13 @@ class _Session:
         return reply
 
 
-def _failure(exc: BaseException, student_dir: str) -> dict:
-    """Describe a student exception as data, with the traceback cut to the student's frames."""
+def _failure(exc: BaseException, student_dir: str, shown_dir: str = "") -> dict:
+    """Describe a student exception as data, with the traceback cut to the student's frames
+    (named by the student's own path, not the copy the worker imported)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(student_dir)]
     where = "".join(traceback.format_list(frames[-6:]))
+    if shown_dir:
+        where = where.replace(student_dir, shown_dir)
     kind = "exception"
     if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "not enough memory" in str(exc):
         kind = "memory"
@@ -182,13 +193,17 @@ def _failure(exc: BaseException, student_dir: str) -> dict:
 def main() -> None:
     config = json.loads(sys.argv[1])
     request_fd, reply_fd = config["request_fd"], config["reply_fd"]
-    _set_limits(config)
+    sandbox = _load_sandbox()
+    confined = sandbox.confine(config)  # may fork: only the confined worker returns
+    sandbox.set_limits(config.get("limits", {}), confined)
     import torch  # after the limits, so a blow-up during import is bounded too
 
     torch.set_num_threads(1)  # the grader runs beside us on a small machine
-    write_frame(reply_fd, _save({"ok": True, "phase": "booted"}, torch))
+    sandbox.install_guards(config["sandbox"], confined["mode"])
+    me = os.getpid()
+    write_frame(reply_fd, _save({"ok": True, "phase": "booted", "sandbox": confined}, torch))
 
-    student_dir = os.path.realpath(config["student_dir"])
+    student_dir, shown_dir = config["student_dir"], config.get("student_shown", "")
     sys.path.insert(0, student_dir)
     modules, imports = {}, {}
     for name in config["modules"]:
@@ -196,7 +211,8 @@ def main() -> None:
             modules[name] = __import__(name)
             imports[name] = None
         except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
-            imports[name] = _failure(exc, student_dir) | _syntax_detail(exc)
+            imports[name] = _failure(exc, student_dir, shown_dir) | _syntax_detail(exc)
+    _only(me)
     write_frame(reply_fd, _save({"ok": True, "phase": "imported", "imports": imports}, torch))
 
     while True:
@@ -206,10 +222,18 @@ def main() -> None:
             return
         try:
             reply = _Session(modules, torch).run(request)
-            payload = _save(reply, torch)
+            payload = _save(reply | {"id": request.get("id")}, torch)
         except BaseException as exc:  # noqa: BLE001 - the student's code may raise anything
-            payload = _save(_failure(exc, student_dir), torch)
+            payload = _save(_failure(exc, student_dir, shown_dir) | {"id": request.get("id")}, torch)
+        _only(me)
         write_frame(reply_fd, payload)
+
+
+def _only(me: int) -> None:
+    """A process the student's code forked (through ctypes, say) ends here, before it could
+    answer on the grader's pipe in the worker's place."""
+    if os.getpid() != me:
+        os._exit(0)
 
 
 def _syntax_detail(exc: BaseException) -> dict:

@@ -29,6 +29,7 @@ class Run:
     report_dir: Path
     hidden: bool = True
     progress: bool = True
+    tasks: list[str] = field(default_factory=list)  # grade only these tasks (all when empty)
     chapters: list[chapters.Chapter] = field(default_factory=list)
     records: list[TestRecord] = field(default_factory=list)
     grade: dict = field(default_factory=dict)
@@ -60,9 +61,11 @@ def run_suites(run: Run) -> Run:
     collector = _Collector()
     args = [*map(str, files), "-p", "graders.plugin", "--impl", str(run.impl),
             "-c", str(chapters.GRADERS / "pytest.ini"), "--rootdir", str(chapters.GRADERS),
-            "-p", "no:cacheprovider", "-p", "no:terminal"]
+            "-p", "no:cacheprovider", "-p", "no:terminal", "--grading-hide", str(run.report_dir)]
     if run.progress:
         args.append("--grading-progress")
+    for task in run.tasks:
+        args += ["--grading-task", task]
     start = time.monotonic()
     code = pytest.main(args, plugins=[collector])
     run.seconds = time.monotonic() - start

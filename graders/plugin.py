@@ -56,6 +56,9 @@ class Grading:
         self.impl = Path(impl).resolve() if impl else chapters.ASSIGNMENTS
         self.snapshot_update = config.getoption("--snapshot-update")
         self.progress = config.getoption("--grading-progress") and sys.stderr.isatty()
+        self.tasks = tuple(config.getoption("--grading-task") or ())  # empty: every task
+        self.hide = tuple(Path(p) for p in config.getoption("--grading-hide") or ())  # kept from the worker
+        self.config = config
         self.records: list[TestRecord] = []
         self._workers: dict[str, Submission] = {}
         self._scans: dict[str, tuple[list[static.Violation], str]] = {}
@@ -66,7 +69,7 @@ class Grading:
 
     def worker(self, chapter: chapters.Chapter) -> Submission:
         if chapter.id not in self._workers:
-            self._workers[chapter.id] = Submission(self.impl, chapter.modules)
+            self._workers[chapter.id] = Submission(self.impl, chapter.modules, hide=self.hide)
         return self._workers[chapter.id]
 
     def scan(self, chapter: chapters.Chapter) -> tuple[list[static.Violation], str]:
@@ -96,7 +99,22 @@ class Grading:
         if missing:
             raise pytest.UsageError("every grading test needs @pytest.mark.points and @pytest.mark.task: "
                                     + ", ".join(missing))
+        if self.tasks:
+            self._select_tasks(items)
         self._total = len(items)
+
+    def _select_tasks(self, items: list[pytest.Item]) -> None:
+        """Keep only the tests of the tasks asked for (`grade --task softmax`)."""
+        known = {item.get_closest_marker("task").args[0] for item in items}
+        unknown = sorted(set(self.tasks) - known)
+        if unknown:
+            raise pytest.UsageError(f"no task named {', '.join(unknown)}; the tasks here are: "
+                                    + ", ".join(sorted(known)))
+        kept = [item for item in items if item.get_closest_marker("task").args[0] in self.tasks]
+        dropped = [item for item in items if item not in kept]
+        if dropped:
+            self.config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         """Reset the worker's per-test state, and fail tasks that used a banned API up front."""
@@ -215,6 +233,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--impl", default=None, help="student tree to grade (default: assignments/)")
     group.addoption("--snapshot-update", action="store_true", help="write snapshots instead of comparing")
     group.addoption("--grading-progress", action="store_true", help="draw a progress bar on stderr")
+    group.addoption("--grading-task", action="append", help="grade only this task (repeatable)")
+    group.addoption("--grading-hide", action="append", help="a folder the worker must not see (repeatable)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -16,10 +16,12 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 
 import torch
 
-from graders import wire
+from graders import _sandbox, chapters, wire
 
 CHILD = Path(__file__).with_name("_child.py")
 OUTPUT_TAIL_BYTES = 2000  # how much of the student's own stdout/stderr a message quotes
@@ -37,7 +39,10 @@ HANGS_BEFORE_SHORT = 2
 BOOT_TIMEOUT_S = 120.0  # importing torch on a loaded 2-core machine
 MEMORY_LIMIT_BYTES = int(os.environ.get("GRADERS_MEMORY_LIMIT", 4 * 2**30))  # address space; torch needs ~1 GiB
 CPU_LIMIT_S = 600  # a backstop; per-call timeouts do the real work
-FILE_LIMIT_BYTES = 64 * 2**20  # caps what the student can write, their stdout included
+FILE_LIMIT_BYTES = 64 * 2**20  # caps any one file the student's code writes in its scratch folder
+OUTPUT_KEEP_BYTES = 64 * 2**10  # of the child's stdout and stderr, the grader keeps only the last 64 KiB
+COPY_FILE_LIMIT = 16 * 2**20  # the student tree is copied for the worker; bigger files are left out
+SANDBOX = os.environ.get("GRADERS_SANDBOX", "auto")  # auto | namespaces | basic (see _sandbox.py)
 
 
 # --- what can go wrong, and the status each maps to ---------------------------------------
@@ -112,13 +117,21 @@ class Result:
 class Submission:
     """A student tree and the modules of one chapter, behind a worker process."""
 
-    def __init__(self, impl: Path, modules: tuple[str, ...], *, call_timeout: float = CALL_TIMEOUT_S) -> None:
+    def __init__(self, impl: Path, modules: tuple[str, ...], *, call_timeout: float = CALL_TIMEOUT_S,
+                 hide: tuple[Path, ...] = (), sandbox: str = SANDBOX) -> None:
         self.impl = Path(impl).resolve()
         self.modules = tuple(modules)
         self.call_timeout = call_timeout
         self.hangs = 0
+        # The worker never sees the repository (reference, hidden tests, graders) nor `hide`.
+        self.hide = (chapters.ROOT, *map(Path, hide))
+        self.sandbox_mode = sandbox
+        self.sandbox: dict = {}  # how the last child was confined, as it reported at boot
         self._proc: subprocess.Popen | None = None
         self._scratch: tempfile.TemporaryDirectory | None = None
+        self._copy: tempfile.TemporaryDirectory | None = None
+        self._taps: dict[str, _Tap] = {}
+        self._requests = 0
         self._import_error: ImportFailed | None = None
         self._poison: SubmissionError | None = None  # a death in the current test
 
@@ -164,8 +177,13 @@ class Submission:
         self._ensure_started()
         request.setdefault("module", self.modules[0])
         request.setdefault("seed", 0)  # every call starts from the same RNG state: deterministic dropout
+        self._requests += 1
+        request["id"] = self._requests
         try:
             reply = self._roundtrip(request, self._timeout())
+            if reply.get("id") != request["id"]:
+                self._kill()
+                raise BadReply("the worker's answers are out of order (did your code write to the grader's pipe?)")
         except SubmissionError as exc:
             self._poison = exc
             raise
@@ -180,28 +198,23 @@ class Submission:
     def begin_test(self) -> None:
         """Forget the previous test's death; the next call starts a fresh child if needed."""
         self._poison = None
-        self._output_mark = (self._scratch.name if self._scratch else None, self._output_sizes())
+        self._output_mark = (self._taps, self._output_sizes())
 
     def output_during_test(self) -> str:
         """What the student's code printed since `begin_test` (its tail, cleaned of control bytes)."""
-        scratch, sizes = getattr(self, "_output_mark", (None, {}))
-        if self._scratch is None or self._scratch.name != scratch:
+        taps, sizes = getattr(self, "_output_mark", (None, {}))
+        if self._taps is not taps:
             sizes = {}  # a fresh child since the test began: all of its output is this test's
         return self._output_tail(sizes)
 
     def _output_sizes(self) -> dict[str, int]:
-        if self._scratch is None:
-            return {}
-        sizes = {}
-        for name in ("stdout.txt", "stderr.txt"):
-            try:
-                sizes[name] = (Path(self._scratch.name) / name).stat().st_size
-            except OSError:
-                pass
-        return sizes
+        return {name: tap.total for name, tap in self._taps.items()}
 
     def close(self) -> None:
         self._kill()
+        if self._copy is not None:
+            self._copy.cleanup()
+            self._copy = None
 
     # the child's life --------------------------------------------------------------------
 
@@ -219,35 +232,56 @@ class Submission:
     def _start(self) -> None:
         self._scratch = tempfile.TemporaryDirectory(prefix="graders-worker-")
         scratch = Path(self._scratch.name)
+        student = self._student_copy()
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         config = {
             "request_fd": req_r,
             "reply_fd": rep_w,
-            "student_dir": str(self.impl),
+            "student_dir": str(student),
+            "student_shown": str(self.impl),
             "modules": list(self.modules),
             "limits": {"RLIMIT_AS": MEMORY_LIMIT_BYTES, "RLIMIT_CPU": CPU_LIMIT_S, "RLIMIT_FSIZE": FILE_LIMIT_BYTES,
                        "RLIMIT_CORE": 0},
+            "sandbox": _sandbox.plan(mode=self.sandbox_mode, student_dir=str(student), scratch=str(scratch),
+                                     hide=[str(p) for p in self.hide]),
         }
-        self._stdout = open(scratch / "stdout.txt", "wb")  # noqa: SIM115 - lives as long as the child
-        self._stderr = open(scratch / "stderr.txt", "wb")  # noqa: SIM115
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADERS_", "PYTEST_", "HYPOTHESIS"))}
-        env["OMP_NUM_THREADS"] = "1"
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GRADERS_", "PYTEST_", "HYPOTHESIS", "NOX_", "VIRTUAL_ENV"))}
+        home = _sandbox.WORKDIR if self.sandbox_mode != "basic" else str(scratch)
+        env.update(OMP_NUM_THREADS="1", HOME=home, TMPDIR=home)
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-u", str(CHILD), json.dumps(config)],
-            stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr,
+            stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
             cwd=scratch, env=env, pass_fds=(req_r, rep_w), start_new_session=True,
         )
-        os.close(req_r)
-        os.close(rep_w)
+        for fd in (req_r, rep_w, out_w, err_w):
+            os.close(fd)
+        self._taps = {"stdout": _Tap(out_r), "stderr": _Tap(err_r)}
         self._req_w, self._rep_r = req_w, rep_r
-        self._expect_phase("booted", BOOT_TIMEOUT_S)
+        booted = self._expect_phase("booted", BOOT_TIMEOUT_S)
+        self.sandbox = booted.get("sandbox", {})
         imported = self._expect_phase("imported", self.call_timeout)
         failures = {name: info for name, info in imported["imports"].items() if info is not None}
         if failures:
             self._import_error = ImportFailed(_describe_import_failure(failures))
             self._kill()
             raise self._import_error
+
+    def _student_copy(self) -> Path:
+        """A private, world-readable copy of the student's tree, made once: the worker imports
+        this copy, so it never needs to see where the tree lies (often inside the repository).
+        Symbolic links are copied as links, never followed: a link to a hidden file stays dead."""
+        if self._copy is None:
+            self._copy = tempfile.TemporaryDirectory(prefix="graders-student-")
+            target = Path(self._copy.name) / "student"
+            shutil.copytree(self.impl, target, symlinks=True, ignore=_not_copied)
+            for path in (Path(self._copy.name), *target.rglob("*")):
+                if not path.is_symlink():
+                    path.chmod(0o755 if path.is_dir() else 0o644)
+        return Path(self._copy.name) / "student"
 
     def _expect_phase(self, phase: str, timeout: float) -> dict:
         try:
@@ -302,33 +336,26 @@ class Submission:
         """The child is gone: say how, with the tail of its output, and clean up."""
         proc = self._proc
         code = proc.wait(timeout=5) if proc is not None else None
-        tail = self._output_tail()
         self._kill()
+        tail = self._output_tail()
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
             what = f"the worker was killed by {sig}"
             if sig == "SIGSEGV":
                 what += " (a segmentation fault: memory accessed through a bad pointer)"
             elif sig in ("SIGKILL", "SIGXCPU"):
-                what += " (a resource limit: too much memory or CPU time)"
+                what += " (a resource limit such as CPU time, or your code killed its own process)"
+            elif sig == "SIGXFSZ":
+                what += f" (a file it wrote grew past {FILE_LIMIT_BYTES // 2**20} MiB)"
         else:
             what = f"the worker exited with code {code} (os._exit or a fatal error in your code)"
         return WorkerCrashed(what + (f"\nlast output:\n{tail}" if tail else ""))
 
     def _output_tail(self, since: dict[str, int] | None = None) -> str:
         """The last OUTPUT_TAIL_BYTES the child wrote (after the offsets in `since`)."""
-        if self._scratch is None:
-            return ""
         parts = []
-        for name in ("stdout.txt", "stderr.txt"):
-            path = Path(self._scratch.name) / name
-            try:
-                size = path.stat().st_size
-                with open(path, "rb") as handle:
-                    handle.seek(max((since or {}).get(name, 0), size - OUTPUT_TAIL_BYTES))
-                    text = handle.read(OUTPUT_TAIL_BYTES).decode("utf-8", "replace")
-            except OSError:
-                continue
+        for name, tap in self._taps.items():
+            text = tap.tail((since or {}).get(name, 0), OUTPUT_TAIL_BYTES).decode("utf-8", "replace")
             text = _PRINTABLE.sub("?", text).strip()
             if text:
                 parts.append(text)
@@ -351,11 +378,8 @@ class Submission:
                 except OSError:
                     pass
                 setattr(self, attr, None)
-        for attr in ("_stdout", "_stderr"):
-            handle = getattr(self, attr, None)
-            if handle is not None:
-                handle.close()
-                setattr(self, attr, None)
+        for tap in self._taps.values():
+            tap.finish()  # keeps what it read: a death's message quotes the last output
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
@@ -367,6 +391,55 @@ class Submission:
         if reply.get("kind") == "exit":
             return WorkerCrashed(f"your code called sys.exit({reply.get('message', '')}); return a value instead")
         return StudentRaised(reply)
+
+
+class _Tap:
+    """Drains one of the child's output pipes on a thread and keeps only its last bytes, so
+    megabytes of printing neither block the child nor fill the grader's memory or disk."""
+
+    def __init__(self, fd: int) -> None:
+        self.total = 0  # bytes the child wrote in all
+        self._kept = bytearray()
+        self._lock = threading.Lock()
+        self._fd = fd
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            with self._lock:
+                self.total += len(chunk)
+                self._kept += chunk
+                del self._kept[:-OUTPUT_KEEP_BYTES]
+        os.close(self._fd)
+
+    def tail(self, since: int, limit: int) -> bytes:
+        """At most `limit` of the last bytes written after the first `since`."""
+        with self._lock:
+            wanted = min(limit, self.total - since, len(self._kept))
+            return bytes(self._kept[len(self._kept) - wanted:]) if wanted > 0 else b""
+
+    def finish(self) -> None:
+        """Wait briefly for the rest of a dead child's output (every writer is gone by now)."""
+        self._thread.join(timeout=2)
+
+
+def _not_copied(folder: str, names: list[str]) -> set[str]:
+    """What the worker's copy of a student tree leaves out: hidden folders, caches, big files."""
+    skipped = set()
+    for name in names:
+        path = os.path.join(folder, name)
+        if name.startswith(".") or name == "__pycache__":
+            skipped.add(name)
+        elif os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) > COPY_FILE_LIMIT:
+            skipped.add(name)
+    return skipped
 
 
 # Control characters (NUL, escape sequences, ...) in a student's output are shown as "?".
