@@ -47,6 +47,25 @@ def _python(session: nox.Session) -> str:
     return str(python)
 
 
+def _instructor_only(session: nox.Session, *needs: str) -> None:
+    """Stop, with one line rather than a traceback, a session this tree cannot run.
+
+    The student release (`nox -s release`) leaves out the reference and the project's tests;
+    its noxfile is this same file, so the sessions that need them say so here.
+    """
+    missing = [need for need in needs if not (ROOT / need).exists()]
+    if missing:
+        session.error(f"this is the student release: `nox -s {session.name}` is for instructors "
+                      f"(it needs {', '.join(missing)})")
+
+
+def _draw_figures(session: nox.Session, python: str) -> None:
+    """Draw the site's figures from the reference; the student release ships them drawn and
+    leaves the script out (it imports reference_solutions/), so there this does nothing."""
+    if (ROOT / "site" / "scripts" / "figures.py").exists():
+        session.run(python, "site/scripts/figures.py", external=True)
+
+
 @nox.session
 def grade(session: nox.Session) -> None:
     """Grade assignments/ (or --impl DIR, --chapter ID, --report DIR) and print the table."""
@@ -56,24 +75,28 @@ def grade(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The project's own test suite (what .ci/run runs)."""
+    _instructor_only(session, "tests/", "reference_solutions/")
     session.run(_python(session), "-m", "pytest", *(session.posargs or ["tests"]), external=True)
 
 
 @nox.session
 def stubs(session: nox.Session) -> None:
     """Regenerate assignments/ from the reference's solution regions (--check: report drift only)."""
+    _instructor_only(session, "reference_solutions/")
     session.run(_python(session), "-m", "graders", "stubs", *session.posargs, external=True)
 
 
 @nox.session(default=False)
 def snapshots(session: nox.Session) -> None:
     """Regenerate the public tests' golden snapshots from the reference."""
+    _instructor_only(session, "reference_solutions/")
     session.run(_python(session), "-m", "graders", "snapshots", *session.posargs, external=True)
 
 
 @nox.session
 def figures(session: nox.Session) -> None:
     """Draw every figure of the site from the reference code (into site/docs/figures/)."""
+    _instructor_only(session, "reference_solutions/", "site/scripts/figures.py")
     session.run(_python(session), "site/scripts/figures.py", external=True)
 
 
@@ -82,7 +105,7 @@ def site(session: nox.Session) -> None:
     """Build the reading site with `mkdocs build --strict` (figures and KaTeX first)."""
     python = _python(session)
     session.run(python, "site/scripts/fetch_katex.py", external=True)
-    session.run(python, "site/scripts/figures.py", external=True)
+    _draw_figures(session, python)
     session.run(python, "-m", "mkdocs", "build", "--strict", "-f", "site/mkdocs.yml", *session.posargs, external=True)
 
 
@@ -91,11 +114,19 @@ def serve(session: nox.Session) -> None:
     """Serve the reading site locally with live reload."""
     python = _python(session)
     session.run(python, "site/scripts/fetch_katex.py", external=True)
-    session.run(python, "site/scripts/figures.py", external=True)
+    _draw_figures(session, python)
     session.run(python, "-m", "mkdocs", "serve", "-f", "site/mkdocs.yml", *session.posargs, external=True)
+
+
+@nox.session(default=False)
+def release(session: nox.Session) -> None:
+    """Build the student release in dist/student/ (--dest DIR): stubs, public tests, site; no reference."""
+    _instructor_only(session, "reference_solutions/", "graders/hidden/")
+    session.run(_python(session), "-m", "graders", "release", *session.posargs, external=True)
 
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Grading time per chapter, and the reference attention's speed relative to PyTorch's kernel."""
+    _instructor_only(session, "reference_solutions/")
     session.run(_python(session), "-m", "graders", "bench", *session.posargs, external=True)

@@ -1,4 +1,4 @@
-"""The command line: `python -m graders grade | stubs | snapshots | bench`. Parsing only."""
+"""The command line: `python -m graders grade | stubs | snapshots | release | bench`. Parsing only."""
 
 from __future__ import annotations
 
@@ -8,12 +8,23 @@ from pathlib import Path
 
 from graders import chapters
 
+STUDENT_RELEASE = ("this is the student release: `python -m graders {command}` is for instructors "
+                   "(it needs reference_solutions/)")
+
+
+def _without_reference(command: str) -> bool:
+    """True, after one line on stderr, where this tree has no reference (the student release)."""
+    if chapters.REFERENCE.is_dir():
+        return False
+    print(STUDENT_RELEASE.format(command=command), file=sys.stderr)
+    return True
+
 
 def _grade(args: argparse.Namespace) -> int:
     from graders.grade import GraderError, Run, grade, main_error
 
     run = Run(impl=Path(args.impl), requested=args.chapter, report_dir=Path(args.report),
-              hidden=not args.public_only, progress=not args.no_progress)
+              hidden=not args.public_only, progress=not args.no_progress, tasks=args.task)
     try:
         grade(run)
     except (GraderError, chapters.UnknownChapter) as exc:
@@ -24,6 +35,8 @@ def _grade(args: argparse.Namespace) -> int:
 def _stubs(args: argparse.Namespace) -> int:
     from graders import stubs
 
+    if _without_reference("stubs"):
+        return 2  # without the reference, --check would call every stub a drift
     if args.check:
         problems = stubs.check(chapters.REFERENCE, chapters.ASSIGNMENTS)
         for problem in problems:
@@ -39,6 +52,8 @@ def _stubs(args: argparse.Namespace) -> int:
 def _snapshots(args: argparse.Namespace) -> int:
     import pytest
 
+    if _without_reference("snapshots"):
+        return 2
     selected = [chapters.find(c) for c in args.chapter] if args.chapter else list(chapters.graded())
     files = [str(c.suite("public")) for c in selected]
     return int(pytest.main([*files, "-p", "graders.plugin", "--impl", str(chapters.REFERENCE), "--snapshot-update",
@@ -46,7 +61,35 @@ def _snapshots(args: argparse.Namespace) -> int:
                             "-p", "no:cacheprovider", "-q"]))
 
 
+def _release(args: argparse.Namespace) -> int:
+    from graders import release
+
+    if _without_reference("release"):
+        return 2
+    try:
+        built = release.build(Path(args.dest))
+    except release.ReleaseError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for entry, files in built.written.items():
+        folder = "/" if (built.dest / entry).is_dir() else ""
+        print(f"wrote {_shown(built.dest / entry)}{folder} ({len(files)} file{'s' if len(files) != 1 else ''})")
+    checked = ", ".join(f"{count} {kind}s" for kind, count in built.needles.items())
+    print(f"student release: {built.files} files in {_shown(built.dest)}/; leak scan clean ({checked} checked)")
+    return 0
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory where it lies below it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if _without_reference("bench"):
+        return 2  # it times the reference's attention
     from graders import bench
 
     return bench.main(args.impl)
@@ -60,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--impl", default=str(chapters.ASSIGNMENTS), help="the tree to grade (default: assignments/)")
     grade.add_argument("--chapter", action="append", default=[], help="a chapter id or number; repeat for more")
     grade.add_argument("--report", default="reports", help="where grade.json and results.json go (default: reports/)")
+    grade.add_argument("--task", action="append", default=[],
+                       help="grade only this function or class (e.g. softmax); repeat for more")
     grade.add_argument("--public-only", action="store_true", help="skip hidden tests even where they exist")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.set_defaults(func=_grade)
@@ -71,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     snapshots = commands.add_parser("snapshots", help="regenerate public golden snapshots from the reference")
     snapshots.add_argument("--chapter", action="append", default=[])
     snapshots.set_defaults(func=_snapshots)
+
+    release = commands.add_parser("release", help="build the student release: no reference, no hidden tests")
+    release.add_argument("--dest", default=str(chapters.ROOT / "dist" / "student"),
+                         help="where to build it (default: dist/student/; replaced on each build)")
+    release.set_defaults(func=_release)
 
     bench = commands.add_parser("bench", help="grading time per chapter, attention speed vs PyTorch")
     bench.add_argument("--impl", default=str(chapters.REFERENCE))

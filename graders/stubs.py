@@ -7,6 +7,7 @@ Reference modules mark the code students write with nbgrader's delimiters:
     ...the solution...
     ### END SOLUTION
 
+`regions` parses them (the release's leak scan in `graders/release.py` reads the same ones);
 `make_stub` replaces each region with `raise NotImplementedError("<where>: <hint>")` at the
 region's indentation; everything outside the regions (signatures, docstrings, helper code)
 is kept verbatim. `assignments/` is generated from `reference_solutions/` and never edited by
@@ -18,6 +19,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 BEGIN = "### BEGIN SOLUTION"
@@ -30,33 +32,57 @@ class RegionError(ValueError):
     """A malformed solution region (unclosed, nested, or a stray END)."""
 
 
-def make_stub(source: str, name: str = "module.py") -> str:
-    """The student's version of a reference module."""
+@dataclass(frozen=True)
+class Region:
+    """One `### BEGIN SOLUTION` ... `### END SOLUTION` region of a reference module."""
+
+    begin: int  # line number (1-based) of the BEGIN marker
+    end: int  # line number of the END marker
+    indent: str  # the BEGIN marker's indentation, where the stub's `raise` goes
+    owner: str  # the function it sits in, e.g. `MultiHeadAttention.forward`
+    body: tuple[str, ...]  # the lines between the markers, line endings kept
+
+    @property
+    def hint(self) -> str:
+        """The region's `# hint:` text, or "" if it has none."""
+        return next((m["hint"] for m in map(HINT.match, self.body) if m), "")
+
+
+def regions(source: str, name: str = "module.py") -> list[Region]:
+    """Every solution region of a reference module, in order; malformed markers raise RegionError."""
     owners = _region_owners(source)
-    out: list[str] = []
-    region: list[str] | None = None
-    indent = ""
+    found: list[Region] = []
+    begin: int | None = None
     for number, line in enumerate(source.splitlines(keepends=True), start=1):
         stripped = line.strip()
         if stripped == BEGIN:
-            if region is not None:
+            if begin is not None:
                 raise RegionError(f"{name}:{number}: nested {BEGIN}")
-            region, indent = [], line[: len(line) - len(line.lstrip())]
-            owner = owners.get(number, "this part")
+            begin, indent, body = number, line[: len(line) - len(line.lstrip())], []
         elif stripped == END:
-            if region is None:
+            if begin is None:
                 raise RegionError(f"{name}:{number}: {END} without {BEGIN}")
-            hint = next((m["hint"] for m in map(HINT.match, region) if m), "")
-            message = f"{owner}: {hint}" if hint else owner
-            out.append(f"{indent}# YOUR CODE HERE\n")
-            out.append(f"{indent}raise NotImplementedError({message!r})\n")
-            region = None
-        elif region is not None:
-            region.append(line)
-        else:
-            out.append(line)
-    if region is not None:
+            found.append(Region(begin, number, indent, owners.get(begin, "this part"), tuple(body)))
+            begin = None
+        elif begin is not None:
+            body.append(line)
+    if begin is not None:
         raise RegionError(f"{name}: {BEGIN} is never closed")
+    return found
+
+
+def make_stub(source: str, name: str = "module.py") -> str:
+    """The student's version of a reference module."""
+    lines = source.splitlines(keepends=True)
+    out: list[str] = []
+    kept_from = 0  # index of the first line not yet copied
+    for region in regions(source, name):
+        out.extend(lines[kept_from : region.begin - 1])
+        message = f"{region.owner}: {region.hint}" if region.hint else region.owner
+        out.append(f"{region.indent}# YOUR CODE HERE\n")
+        out.append(f"{region.indent}raise NotImplementedError({message!r})\n")
+        kept_from = region.end
+    out.extend(lines[kept_from:])
     return HEADER.format(name=name) + "".join(out)
 
 
