@@ -176,7 +176,8 @@ def _relay(status_r: int, status_w: int, keep: tuple[int, ...]) -> None:
         (status,) = struct.unpack(">i", data)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # the two whose action cannot change
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 

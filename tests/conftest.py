@@ -16,17 +16,18 @@ REFERENCE = ROOT / "reference_solutions"
 ASSIGNMENTS = ROOT / "assignments"
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m graders ARGS` from the repository root."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m graders ARGS` from the repository root (with `env` added to the environment)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")} | (env or {})
     return subprocess.run([sys.executable, "-m", "graders", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
-def grade(impl: Path, report: Path, *chapters: str) -> dict:
+def grade(impl: Path, report: Path, *chapters: str, tasks: tuple[str, ...] = (), env: dict | None = None) -> dict:
     """Grade `impl` through the CLI and return its grade.json; the run itself must complete (exit 0)."""
     selected = [arg for chapter in chapters for arg in ("--chapter", chapter)]
-    result = run_cli("grade", "--impl", str(impl), "--report", str(report), "--no-progress", *selected)
+    selected += [arg for task in tasks for arg in ("--task", task)]
+    result = run_cli("grade", "--impl", str(impl), "--report", str(report), "--no-progress", *selected, env=env)
     assert result.returncode == 0, f"grading did not complete:\n{result.stdout}\n{result.stderr}"
     return json.loads((report / "grade.json").read_text())
 

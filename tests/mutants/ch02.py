@@ -352,6 +352,32 @@ for _cls, _method in ((KVCache, "__init__"), (KVCache, "update"), (MultiHeadAtte
 _noise("import")
 """
 
+SOFTMAX_FIRST = "    x_max = x.amax(dim=dim, keepdim=True)  # (..., 1, ...)\n"
+SOFTMAX_RETURN = "    return e / torch.where(total > 0, total, torch.ones_like(total))\n"
+
+
+def before_softmax(name: str, description: str, code: str) -> Mutant:
+    """Hostile `code` (indented for softmax's body) run at the top of every softmax call."""
+    return Mutant(name=name, description=description, old=SOFTMAX_FIRST, new=code + SOFTMAX_FIRST)
+
+
+def softmax_returns(name: str, description: str, expression: str, *, preamble: str = "") -> Mutant:
+    """softmax computes the right values `out`, then returns `expression` of them instead."""
+    return Mutant(name=name, description=description, old=SOFTMAX_RETURN,
+                  new=preamble + "    out = e / torch.where(total > 0, total, torch.ones_like(total))\n"
+                  f"    return {expression}\n")
+
+
+def sabotage_if(name: str, description: str, attempt: str) -> Mutant:
+    """Correct softmax, except that it returns garbage when `attempt` (statements that raise
+    if the sandbox holds) gets through: a passing softmax proves the attempt failed."""
+    body = "".join(f"        {line}\n" for line in attempt.strip().splitlines())
+    code = f"    try:\n{body}        return torch.full_like(x, 0.5)  # the attempt worked\n    except Exception:\n        pass\n"
+    return before_softmax(name, description, code)
+
+
+# Placeholders the adversarial tests fill in: @ROOT@ (the repository), @REPORT@ (the report
+# folder of the run), @PORT@ (a listener the test opens on 127.0.0.1).
 HOSTILE: list[Mutant] = [
     Mutant(
         name="syntax_error",
@@ -379,9 +405,9 @@ HOSTILE: list[Mutant] = [
     ),
     Mutant(
         name="memory_blowup_in_kvcache",
-        description="KVCache.update allocates and writes 30 GiB",
+        description="KVCache.update allocates and writes 100 GB",
         old="        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)",
-        new="        torch.ones(30 * 2**30, dtype=torch.uint8)\n        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)",
+        new="        torch.ones(100 * 10**9, dtype=torch.uint8)\n        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)",
     ),
     Mutant(
         name="segfault_in_mha_init",
@@ -400,5 +426,95 @@ HOSTILE: list[Mutant] = [
         description="softmax calls the banned torch.softmax (with the reference's values, so only the scan can tell)",
         old="    return e / torch.where(total > 0, total, torch.ones_like(total))\n",
         new="    return torch.where(total == 0, torch.zeros_like(x), torch.softmax(x, dim=dim))\n",
+    ),
+    Mutant(
+        name="os_exit_at_import",
+        description="os._exit(0) while the module is imported",
+        old=IMPORTS,
+        new=IMPORTS + "import os\n\nos._exit(0)\n",
+    ),
+    Mutant(
+        name="infinite_loop_at_import",
+        description="the module spins forever while it is imported",
+        old=IMPORTS,
+        new=IMPORTS + "while True:\n    pass\n",
+    ),
+    before_softmax("sys_exit_in_softmax", "softmax calls sys.exit(0)", "    import sys\n\n    sys.exit(0)\n"),
+    before_softmax("kills_itself_in_softmax", "softmax sends SIGKILL to its own process",
+                   "    import os, signal\n\n    os.kill(os.getpid(), signal.SIGKILL)\n"),
+    before_softmax("fork_bomb_in_softmax", "softmax forks forever through os.fork",
+                   "    import os\n\n    while True:\n        os.fork()\n"),
+    before_softmax(
+        "ctypes_fork_bomb_in_softmax",
+        "softmax forks through libc until fork fails (past Python's guard), then computes the right values",
+        "    import ctypes\n\n    libc = ctypes.CDLL(None)\n    while libc.fork() >= 0:\n        pass\n",
+    ),
+    before_softmax("allocates_100gb_in_softmax", "softmax asks for a 100 GB tensor",
+                   "    torch.empty(100 * 10**9, dtype=torch.uint8).fill_(1)\n"),
+    before_softmax("infinite_recursion_in_softmax", "softmax recurses without end",
+                   "    def deeper(n):\n        return deeper(n + 1)\n\n    deeper(0)\n"),
+    before_softmax("stack_overflow_in_softmax", "softmax lifts the recursion limit and overflows the C stack",
+                   "    import sys\n\n    sys.setrecursionlimit(10**9)\n\n"
+                   "    def deeper(n):\n        return list(map(deeper, [n + 1]))  # through C, so on the C stack\n\n"
+                   "    deeper(0)\n"),
+    softmax_returns(
+        "fake_summary_and_report",
+        "softmax prints a fake pytest summary and a fake grade.json, then returns zeros",
+        "torch.zeros_like(out)",
+        preamble='    print("=" * 30, "59 passed in 0.50s", "=" * 30)\n'
+                 '    print(\'{"impl": "me", "score": 59.0, "max_score": 59.0, "chapters": []}\')\n',
+    ),
+    sabotage_if("writes_reports", "softmax tries to overwrite the report folder's files",
+                'open("@REPORT@/grade.json", "w").write(\'{"score": 999}\')\n'
+                'open("@REPORT@/sentinel.txt", "w").write("overwritten")'),
+    sabotage_if("writes_graders", "softmax tries to add a file to graders/ and to edit a hidden test",
+                'open("@ROOT@/graders/pwned.py", "w").write("owned = True")\n'
+                'open("@ROOT@/graders/hidden/test_02_multi_head_attention.py", "a").write("# edited")'),
+    sabotage_if("reads_reference", "softmax tries to read the reference solution",
+                'open("@ROOT@/reference_solutions/multi_head_attention.py").read()'),
+    sabotage_if("reads_hidden_tests", "softmax tries to list and read the hidden tests",
+                'import os\nos.listdir("@ROOT@/graders/hidden")\n'
+                'open("@ROOT@/graders/hidden/test_02_multi_head_attention.py").read()'),
+    sabotage_if("connects_to_listener", "softmax connects to a listener on 127.0.0.1 outside the worker",
+                'import socket\nconnection = socket.create_connection(("127.0.0.1", @PORT@), timeout=1)\n'
+                'connection.sendall(b"softmax was here")'),
+    Mutant(
+        name="monkeypatches_comparisons",
+        description="a wrong softmax that patches torch.allclose, torch.testing.assert_close and builtins at import",
+        old=SOFTMAX_RETURN,
+        new="    return torch.zeros_like(x)\n",
+        also=((IMPORTS, IMPORTS + "import builtins\nimport math\n\n"
+               "torch.allclose = lambda *args, **kwargs: True\n"
+               "torch.testing.assert_close = lambda *args, **kwargs: None\n"
+               "torch.equal = lambda *args, **kwargs: True\n"
+               "math.isclose = lambda *args, **kwargs: True\n"
+               "builtins.abs = lambda value: 0\n"),),
+    ),
+    softmax_returns("wrong_shape", "softmax returns its result with an extra leading dimension", "out.unsqueeze(0)"),
+    softmax_returns("wrong_dtype", "softmax returns float64 whatever the input's dtype", "out.double()"),
+    softmax_returns("wrong_device", "softmax returns a tensor on the meta device", 'out.to("meta")'),
+    softmax_returns("returns_nans", "softmax returns NaN everywhere", 'torch.full_like(out, float("nan"))'),
+    softmax_returns(
+        "lying_tensor_subclass",
+        "softmax returns zeros as a Tensor subclass whose == and allclose always say True",
+        "torch.zeros_like(out).as_subclass(Liar)",
+        preamble="    class Liar(torch.Tensor):\n"
+                 "        def __eq__(self, other):\n            return True\n\n"
+                 "        @classmethod\n"
+                 "        def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+                 "            if func in (torch.allclose, torch.equal):\n                return True\n"
+                 "            return super().__torch_function__(func, types, args, kwargs or {})\n\n",
+    ),
+    softmax_returns("returns_numpy", "softmax returns a NumPy array instead of a tensor", "out.numpy()"),
+    softmax_returns("megabytes_of_output", "correct softmax that prints 4 MB on every call", "out",
+                    preamble='    print("x" * (4 * 2**20))\n'),
+    before_softmax(
+        "forges_reply_frame",
+        "softmax writes a forged reply frame on the grader's pipe (its number read from sys.argv)",
+        "    import io, json, os, struct, sys\n\n"
+        "    buffer = io.BytesIO()\n"
+        '    torch.save({"ok": True, "outputs": [torch.ones(1)], "id": 10**6}, buffer)\n'
+        '    fd = json.loads(sys.argv[1])["reply_fd"]\n'
+        '    os.write(fd, struct.pack(">Q", len(buffer.getvalue())) + buffer.getvalue())\n',
     ),
 ]
