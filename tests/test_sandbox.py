@@ -1,0 +1,179 @@
+"""The worker's sandbox, probed from inside: what student code can see, reach and write.
+
+Each probe is a function in a small student module; the worker runs it and answers with plain
+data. Namespace-mode tests skip where the kernel refuses namespaces (the fallback is then what
+grades, and `basic` tests below still hold).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+
+import pytest
+
+from graders import _sandbox
+from graders.chapters import ROOT
+from graders.submission import Submission, StudentRaised
+
+PROBES = r'''
+import os, resource, socket, subprocess
+
+def net_namespace():
+    return os.readlink("/proc/self/ns/net")
+
+def connect(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).sendall(b"hello")
+    except OSError as exc:
+        return f"refused: {exc}"
+    return "connected"
+
+def list_folder(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as exc:
+        return f"refused: {exc}"
+
+def read_file(path):
+    try:
+        with open(path) as handle:
+            return handle.read()[:100]
+    except OSError as exc:
+        return f"refused: {exc}"
+
+def write_file(path, size):
+    try:
+        with open(path, "wb") as handle:
+            for _ in range(size // 2**20):
+                handle.write(b"x" * 2**20)
+    except OSError as exc:
+        return f"refused: {exc}"
+    return "written"
+
+def here():
+    return os.path.dirname(os.path.abspath(__file__))
+
+def identity():
+    with open("/proc/self/status") as handle:
+        caps = [line.split()[1] for line in handle if line.startswith("CapEff")]
+    return [os.getuid(), os.getpid(), int(caps[0], 16)]
+
+def process_limit():
+    return resource.getrlimit(resource.RLIMIT_NPROC)[0]
+
+def start_process():
+    try:
+        subprocess.run(["true"])
+    except PermissionError as exc:
+        return f"refused: {exc}"
+    return "started"
+
+def shout(megabytes):
+    print("y" * (megabytes * 2**20))
+    return None
+'''
+
+
+@pytest.fixture(scope="module", params=["auto", "basic"])
+def worker(request, tmp_path_factory):
+    tree = tmp_path_factory.mktemp("probes")
+    (tree / "probes.py").write_text(textwrap.dedent(PROBES))
+    sub = Submission(tree, ("probes",), sandbox=request.param)
+    sub.call("here")  # boots the worker, so `sandbox` says how it is confined
+    yield sub
+    sub.close()
+
+
+def confined(worker: Submission) -> str:
+    return worker.sandbox["mode"]
+
+
+def needs_namespaces(worker: Submission) -> None:
+    if confined(worker) != "namespaces":
+        pytest.skip(f"the worker runs in {confined(worker)} mode here: {worker.sandbox.get('why', '')}")
+
+
+def test_auto_mode_uses_namespaces_where_the_kernel_allows(worker):
+    if worker.sandbox_mode == "basic":
+        assert confined(worker) == "basic"
+    else:
+        assert confined(worker) == "namespaces" or "unshare" in worker.sandbox.get("why", "")
+
+
+def test_worker_has_a_network_namespace_of_its_own(worker):
+    needs_namespaces(worker)
+    assert worker.call("net_namespace") != os.readlink("/proc/self/ns/net")
+
+
+def test_no_connection_to_loopback_outside_the_worker(worker):
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        answer = worker.call("connect", listener.getsockname()[1])
+        assert answer.startswith("refused")
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+def test_repository_is_hidden(worker):
+    seen = worker.call("list_folder", str(ROOT))
+    if confined(worker) == "namespaces":
+        # Only what the worker needs is bound back (a virtual environment kept in the repository).
+        assert isinstance(seen, list) and not {"reference_solutions", "graders", "tests", "reports"} & set(seen)
+    else:
+        assert seen.startswith("refused")
+
+
+@pytest.mark.parametrize("path", ["reference_solutions/multi_head_attention.py",
+                                  "graders/hidden/test_02_multi_head_attention.py"])
+def test_reference_and_hidden_tests_are_unreadable(worker, path):
+    assert worker.call("read_file", str(ROOT / path)).startswith("refused")
+
+
+def test_student_tree_is_read_only(worker):
+    needs_namespaces(worker)  # in basic mode the worker imports its private copy, which it may change
+    here = worker.call("here")
+    assert worker.call("write_file", os.path.join(here, "probes.py"), 2**20).startswith("refused")
+
+
+def test_repository_cannot_be_written(worker):
+    assert worker.call("write_file", str(ROOT / "written_by_the_worker.txt"), 2**20).startswith("refused")
+    assert not (ROOT / "written_by_the_worker.txt").exists()
+
+
+def test_scratch_folder_is_writable_but_bounded(worker):
+    assert worker.call("write_file", "small.bin", 2**20) == "written"
+    assert worker.call("write_file", "big.bin", 128 * 2**20).startswith("refused")
+
+
+def test_worker_runs_without_privileges(worker):
+    needs_namespaces(worker)
+    uid, pid, capabilities = worker.call("identity")
+    assert capabilities == 0
+    assert pid == 2  # pid 1 is the namespace's init, which reaps what the worker forks
+    if os.geteuid() == 0 and worker.sandbox.get("uid", 0) != 0:
+        assert uid >= _sandbox.UID_BASE
+
+
+def test_process_count_is_limited(worker):
+    needs_namespaces(worker)
+    assert 0 < worker.call("process_limit") <= 10_000
+
+
+def test_python_cannot_start_processes(worker):
+    assert worker.call("start_process").startswith("refused: the grading worker may not start processes")
+
+
+def test_output_is_drained_and_capped(worker):
+    worker.begin_test()
+    worker.call("shout", 8)  # 8 MiB: more than a pipe holds, so the child would block if nobody read
+    taps = worker._taps["stdout"]
+    assert taps.total > 8 * 2**20
+    assert len(taps.tail(0, 10**9)) <= 64 * 2**10
+    assert len(worker.output_during_test()) <= 2000
+
+
+def test_student_exceptions_still_reach_the_grader(worker):
+    with pytest.raises(StudentRaised, match="TypeError"):
+        worker.call("read_file", None)
