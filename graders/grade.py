@@ -35,6 +35,7 @@ class Run:
     grade: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     seconds: float = 0.0
+    isolation: dict[str, dict] = field(default_factory=dict)  # chapter id -> the worker's sandbox at boot
 
 
 def resolve_chapters(run: Run) -> Run:
@@ -73,6 +74,7 @@ def run_suites(run: Run) -> Run:
         detail = "\n".join(collector.problems)
         raise GraderError(f"the grading suites could not run (pytest exit code {int(code)})\n{detail}".rstrip())
     run.records = collector.records
+    run.isolation = collector.isolation
     return run
 
 
@@ -93,7 +95,19 @@ def show_table(run: Run) -> Run:
     print(f"\nreports: {run.report_dir / 'grade.json'}, {run.report_dir / 'results.json'} ({run.seconds:.1f} s)")
     if not run.hidden or not any(c.suite("hidden").exists() for c in run.chapters):
         print("hidden tests run when your instructor grades.")
+    elif fallback := fell_back(run.isolation):
+        # An instructor grading untrusted code should know the strong sandbox was not available.
+        print(f"note: student code ran in the basic sandbox, not in namespaces ({fallback}); "
+              "see the instructor guide's Security section.")
     return run
+
+
+def fell_back(isolation: dict[str, dict]) -> str:
+    """Why some worker ran in basic mode when namespaces were wanted ('' when none did)."""
+    for sandbox in isolation.values():
+        if sandbox.get("mode") == "basic" and sandbox.get("why") != "asked for":
+            return sandbox.get("why", "no reason given")
+    return ""
 
 
 STEPS = (resolve_chapters, run_suites, build_reports, write_reports, show_table)
@@ -109,6 +123,7 @@ class _Collector:
     """Takes the records from the plugin's session state when pytest finishes."""
 
     records: list[TestRecord] | None = None
+    isolation: dict[str, dict] = {}
 
     def __init__(self) -> None:
         self.problems: list[str] = []
@@ -120,6 +135,7 @@ class _Collector:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.records = list(grading(session.config).records)
+        self.isolation = dict(grading(session.config).isolation)
 
 
 def main_error(message: str) -> int:

@@ -60,6 +60,7 @@ class Grading:
         self.hide = tuple(Path(p) for p in config.getoption("--grading-hide") or ())  # kept from the worker
         self.config = config
         self.records: list[TestRecord] = []
+        self.isolation: dict[str, dict] = {}  # chapter id -> how its worker was confined, as it said at boot
         self._workers: dict[str, Submission] = {}
         self._scans: dict[str, tuple[list[static.Violation], str]] = {}
         self._total = 0
@@ -88,7 +89,9 @@ class Grading:
         return self._scans[chapter.id]
 
     def close(self) -> None:
-        for worker in self._workers.values():
+        for chapter_id, worker in self._workers.items():
+            if worker.sandbox:
+                self.isolation[chapter_id] = dict(worker.sandbox)
             worker.close()
 
     # hooks --------------------------------------------------------------------------------

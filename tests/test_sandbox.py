@@ -177,3 +177,17 @@ def test_output_is_drained_and_capped(worker):
 def test_student_exceptions_still_reach_the_grader(worker):
     with pytest.raises(StudentRaised, match="TypeError"):
         worker.call("read_file", None)
+
+
+def test_a_fallback_to_the_basic_sandbox_is_named_to_the_instructor():
+    from graders.grade import fell_back
+
+    unavailable = {"mode": "basic", "why": "unshare: Operation not permitted"}
+    assert fell_back({"multi_head_attention": unavailable}) == "unshare: Operation not permitted"
+
+
+@pytest.mark.parametrize("sandbox", [{"mode": "namespaces", "uid": 1 << 20}, {"mode": "basic", "why": "asked for"}])
+def test_no_fallback_note_when_the_sandbox_is_what_was_asked_for(sandbox):
+    from graders.grade import fell_back
+
+    assert fell_back({"multi_head_attention": sandbox}) == ""
