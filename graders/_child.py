@@ -93,20 +93,25 @@ def _select(obj, path):
 class _Session:
     """Objects built by one request, addressed by name (`self` is the built module)."""
 
-    def __init__(self, modules: dict, torch) -> None:
+    def __init__(self, modules: dict, torch, import_errors: dict | None = None) -> None:
         self.modules = modules
+        self.import_errors = import_errors or {}  # module name -> why it did not import
         self.torch = torch
         self.objects: dict = {}
 
-    def resolve(self, target: str):
-        """`softmax` (a module-level name) or `name.attr` (an attribute of a built object)."""
+    def resolve(self, target: str, module_name: str | None = None):
+        """`softmax` (a module-level name) or `name.attr` (an attribute of a built object);
+        module-level names come from `module_name`, by default the request's module."""
         head, _, rest = target.partition(".")
         if head in self.objects:
             obj = self.objects[head]
         else:
-            module = self.modules[self.current_module]
+            module_name = module_name or self.current_module
+            module = self.modules.get(module_name)
+            if module is None:
+                raise ImportError(f"{module_name}.py did not import: {self.import_errors.get(module_name, 'not found')}")
             if not hasattr(module, head):
-                raise AttributeError(f"{self.current_module}.py has no `{head}`")
+                raise AttributeError(f"{module_name}.py has no `{head}`")
             obj = getattr(module, head)
         for part in rest.split(".") if rest else ():
             obj = getattr(obj, part)
@@ -128,15 +133,15 @@ class _Session:
         if request.get("seed") is not None:
             torch.manual_seed(request["seed"])
         for name, spec in request.get("objects", {}).items():
-            self.objects[name] = self.resolve(spec["cls"])(**self.value(spec.get("init", {})))
+            self.objects[name] = self.resolve(spec["cls"], spec.get("module"))(**self.value(spec.get("init", {})))
         build = request.get("build")
         if build is not None:
-            module = self.resolve(build["cls"])(**build.get("init", {}))
+            module = self.resolve(build["cls"], build.get("module"))(**self.value(build.get("init", {})))
+            if build.get("double"):
+                module.double()  # before loading, so float64 weights are not rounded through float32
             if build.get("state_dict") is not None:
                 module.load_state_dict(build["state_dict"], strict=True)
             module.train(bool(build.get("train", False)))
-            if build.get("double"):
-                module.double()
             self.objects["self"] = module
         grad = request.get("grad")
         outputs, grads = [], {}
@@ -148,7 +153,7 @@ class _Session:
                 for key in grad.get("wrt", []):
                     holder, slot = (args, key) if isinstance(key, int) else (kwargs, key)
                     holder[slot] = holder[slot].detach().clone().requires_grad_(True)
-            result = self.resolve(call["fn"])(*args, **kwargs)
+            result = self.resolve(call["fn"], call.get("module"))(*args, **kwargs)
             if wants_grad:
                 output = _select(result, grad.get("output", []))
                 if not isinstance(output, torch.Tensor):
@@ -206,7 +211,7 @@ def main() -> None:
     student_dir, shown_dir = config["student_dir"], config.get("student_shown", "")
     sys.path.insert(0, student_dir)
     modules, imports = {}, {}
-    for name in config["modules"]:
+    for name in config["modules"] + config.get("uses", []):
         try:
             modules[name] = __import__(name)
             imports[name] = None
@@ -221,7 +226,7 @@ def main() -> None:
         except EOFError:
             return
         try:
-            reply = _Session(modules, torch).run(request)
+            reply = _Session(modules, torch, _import_errors(imports)).run(request)
             payload = _save(reply | {"id": request.get("id")}, torch)
         except BaseException as exc:  # noqa: BLE001 - the student's code may raise anything
             payload = _save(_failure(exc, student_dir, shown_dir) | {"id": request.get("id")}, torch)
@@ -234,6 +239,12 @@ def _only(me: int) -> None:
     answer on the grader's pipe in the worker's place."""
     if os.getpid() != me:
         os._exit(0)
+
+
+def _import_errors(imports: dict) -> dict:
+    """Module name -> one line on why it did not import (for requests that still name it)."""
+    return {name: f"{info['type']}: {info['message']}" + (f" (line {info['line']})" if info.get("line") else "")
+            for name, info in imports.items() if info is not None}
 
 
 def _syntax_detail(exc: BaseException) -> dict:

@@ -24,6 +24,9 @@ class Chapter:
     # Fully qualified names the student may not use in this chapter. "Tensor.NAME" bans the
     # method on any object (e.g. "Tensor.softmax" catches `x.softmax(...)`).
     banned: tuple[str, ...] = field(default=())
+    # Modules of earlier chapters this chapter's tests also call (the worker imports them too);
+    # a student who has not done them loses only those tests.
+    uses: tuple[str, ...] = field(default=())
 
     @property
     def slug(self) -> str:
@@ -47,7 +50,8 @@ CHAPTERS: tuple[Chapter, ...] = (
             banned=("torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.softmax",
                     "torch.softmax", "torch.special.softmax", "torch.nn.Softmax", "torch.nn.MultiheadAttention",
                     "Tensor.softmax")),
-    Chapter(3, "positional_encodings", ("positional_encoding",), "03_positional_encodings.md"),
+    Chapter(3, "positional_encodings", ("positional_encoding",), "03_positional_encodings.md",
+            uses=("multi_head_attention",)),
     Chapter(4, "feedforward_networks", ("feedforward",), "04_feedforward_networks.md"),
     Chapter(5, "layer_normalization", ("normalization",), "05_layer_normalization.md",
             banned=("torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm", "torch.nn.functional.batch_norm",

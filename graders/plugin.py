@@ -70,7 +70,7 @@ class Grading:
 
     def worker(self, chapter: chapters.Chapter) -> Submission:
         if chapter.id not in self._workers:
-            self._workers[chapter.id] = Submission(self.impl, chapter.modules, hide=self.hide)
+            self._workers[chapter.id] = Submission(self.impl, chapter.modules, uses=chapter.uses, hide=self.hide)
         return self._workers[chapter.id]
 
     def scan(self, chapter: chapters.Chapter) -> tuple[list[static.Violation], str]:
@@ -169,7 +169,7 @@ def _describe(exc: BaseException | None, item: pytest.Item, visibility: str) -> 
     """Status and message for a failed test. Hidden tests never show source or expected values."""
     doc = (item.function.__doc__ or "").strip().splitlines()
     prop = doc[0] if doc else item.name
-    notes = _failing_case(exc)
+    notes = _failing_case(exc, tuple(getattr(item, "fixturenames", ())))
     exc = _unwrap(exc)
     if isinstance(exc, SubmissionError):
         status, text = exc.status, str(exc)
@@ -198,12 +198,13 @@ def _unwrap(exc: BaseException | None) -> BaseException | None:
 
 # Hypothesis's notes hold the shrunk case ("Falsifying example: test(...)" or "Failing test
 # case: ..."), and sometimes other text that may quote the test's source. Keep only the case,
-# without the fixture arguments, which are the grader's, not the case.
+# without the fixture arguments (the worker, the reference module and its path), which are
+# the grader's, not the case.
 _CASE_START = re.compile(r"^(Falsifying example|Failing test case)")
-_FIXTURE_ARG = re.compile(r"^\s+(student|reference|chapter|snapshot|static_scan)=")
+_ARG = re.compile(r"^\s+(?P<name>\w+)=")
 
 
-def _failing_case(exc: BaseException | None) -> str:
+def _failing_case(exc: BaseException | None, fixtures: tuple[str, ...] = ()) -> str:
     lines: list[str] = []
     for note in getattr(exc, "__notes__", ()) or ():
         inside = False
@@ -212,7 +213,8 @@ def _failing_case(exc: BaseException | None) -> str:
                 if lines:  # one case is enough
                     return "\n".join(lines)
                 inside = True
-            if inside and not _FIXTURE_ARG.match(line):
+            arg = _ARG.match(line)
+            if inside and not (arg and arg["name"] in fixtures):
                 lines.append(line)
             if inside and line == ")":
                 inside = False

@@ -117,10 +117,13 @@ class Result:
 class Submission:
     """A student tree and the modules of one chapter, behind a worker process."""
 
-    def __init__(self, impl: Path, modules: tuple[str, ...], *, call_timeout: float = CALL_TIMEOUT_S,
-                 hide: tuple[Path, ...] = (), sandbox: str = SANDBOX) -> None:
+    def __init__(self, impl: Path, modules: tuple[str, ...], *, uses: tuple[str, ...] = (),
+                 call_timeout: float = CALL_TIMEOUT_S, hide: tuple[Path, ...] = (), sandbox: str = SANDBOX) -> None:
         self.impl = Path(impl).resolve()
         self.modules = tuple(modules)
+        # Modules of earlier chapters some tests call too (chapter 03 runs chapter 02's attention).
+        # If one does not import, only the requests that name it fail, not the whole chapter.
+        self.uses = tuple(m for m in uses if m not in self.modules)
         self.call_timeout = call_timeout
         self.hangs = 0
         # The worker never sees the repository (reference, hidden tests, graders) nor `hide`.
@@ -154,18 +157,20 @@ class Submission:
                train: bool = False, objects: dict | None = None, upstream: torch.Tensor | None = None,
                grad_call: int = 0, output: tuple[int, ...] = (0,), wrt: tuple = (0,),
                attrs: tuple[str, ...] = (), seed: int | None = 0, state_dict_shapes: bool = False,
-               dtype: torch.dtype = torch.float32) -> Result:
+               dtype: torch.dtype = torch.float32, module: str | None = None) -> Result:
         """Build `cls(**init)`, load `state_dict`, run `calls` on it (`fn` like `self.forward`).
 
         `objects` builds more objects by name first (e.g. `{"cache": {"cls": "KVCache"}}`), which
         call arguments reach with `obj("cache")`; `dtype=torch.float64` converts the module with
-        `.double()`; `upstream` backpropagates from `output` of call `grad_call`.
+        `.double()`; `upstream` backpropagates from `output` of call `grad_call`; `module` names
+        the module `cls` comes from when it is not the chapter's own (an object spec takes a
+        "module" key the same way).
         """
         grad = None
         if upstream is not None:
             grad = {"call": grad_call, "output": list(output), "upstream": upstream, "wrt": list(wrt)}
         build = {"cls": cls, "init": init, "state_dict": state_dict, "train": train,
-                 "double": dtype == torch.float64}
+                 "double": dtype == torch.float64, "module": module}
         return self.run(build=build,
                         calls=calls, objects=objects or {}, grad=grad, attrs=list(attrs), seed=seed,
                         state_dict_shapes=state_dict_shapes)
@@ -243,6 +248,7 @@ class Submission:
             "student_dir": str(student),
             "student_shown": str(self.impl),
             "modules": list(self.modules),
+            "uses": list(self.uses),
             "limits": {"RLIMIT_AS": MEMORY_LIMIT_BYTES, "RLIMIT_CPU": CPU_LIMIT_S, "RLIMIT_FSIZE": FILE_LIMIT_BYTES,
                        "RLIMIT_CORE": 0},
             "sandbox": _sandbox.plan(mode=self.sandbox_mode, student_dir=str(student), scratch=str(scratch),
@@ -264,7 +270,8 @@ class Submission:
         booted = self._expect_phase("booted", BOOT_TIMEOUT_S)
         self.sandbox = booted.get("sandbox", {})
         imported = self._expect_phase("imported", self.call_timeout)
-        failures = {name: info for name, info in imported["imports"].items() if info is not None}
+        failures = {name: info for name, info in imported["imports"].items()
+                    if info is not None and name in self.modules}
         if failures:
             self._import_error = ImportFailed(_describe_import_failure(failures))
             self._kill()
