@@ -166,7 +166,8 @@ LAYOUTS = ("mha", "gqa", "mqa")
 
 @st.composite
 def mha_cases(draw, *, masks: tuple[str, ...] = MASK_KINDS, cross: bool | None = None,
-              layouts: tuple[str, ...] = LAYOUTS, dtype: torch.dtype | None = None, min_len: int = 1) -> MHACase:
+              layouts: tuple[str, ...] = LAYOUTS, dtype: torch.dtype | None = None, min_len: int = 1,
+              even_head_dim: bool = False) -> MHACase:
     layout = draw(st.sampled_from(layouts))
     if layout == "gqa":
         num_heads = draw(st.sampled_from((4, 8)))
@@ -174,7 +175,8 @@ def mha_cases(draw, *, masks: tuple[str, ...] = MASK_KINDS, cross: bool | None =
     else:
         num_heads = draw(st.sampled_from((1, 2, 4)))
         num_kv_heads = num_heads if layout == "mha" else 1
-    head_dim = draw(st.integers(1, 8))
+    # RoPE rotates pairs of dimensions, so attention with it needs an even head_dim.
+    head_dim = 2 * draw(st.integers(1, 4)) if even_head_dim else draw(st.integers(1, 8))
     is_cross = draw(st.booleans()) if cross is None else cross
     mask = draw(st.sampled_from(masks))
     q_len = draw(st.integers(min_len, 7))
@@ -201,3 +203,82 @@ def _sizes_from_cuts(cuts: list[bool], total: int) -> list[int]:
         else:
             current += 1
     return sizes + [current] if total else []
+
+
+# --- positional encodings (chapter 03) -------------------------------------------------------
+
+BASES = (10000.0, 500.0, 1e6)  # RoFormer/Llama 2's 10000, a short and a long wavelength scale
+
+
+@dataclass(frozen=True)
+class SinusoidCase:
+    max_len: int
+    d_model: int
+    base: float
+
+    @property
+    def max_angle(self) -> float:
+        """The largest position times the largest frequency (1): the size of the angles."""
+        return float(max(self.max_len - 1, 0))
+
+
+@st.composite
+def sinusoid_cases(draw, *, max_len: int = 64, max_dim: int = 64) -> SinusoidCase:
+    return SinusoidCase(max_len=draw(st.integers(1, max_len)), d_model=2 * draw(st.integers(1, max_dim // 2)),
+                        base=draw(st.sampled_from(BASES)))
+
+
+@dataclass(frozen=True)
+class RopeCase:
+    lead: tuple[int, ...]  # leading dims of x, e.g. (batch, heads)
+    seq_len: int
+    head_dim: int
+    base: float
+    interleaved: bool
+    start: int  # the first row's absolute position; the rows sit at start, start + 1, ...
+    dtype: torch.dtype
+    seed: int
+
+    @property
+    def init(self) -> dict:
+        return {"head_dim": self.head_dim, "base": self.base, "interleaved": self.interleaved}
+
+    @property
+    def max_angle(self) -> float:
+        return float(self.start + self.seq_len - 1)
+
+    def x(self) -> torch.Tensor:
+        return randn((*self.lead, self.seq_len, self.head_dim), seed=self.seed, dtype=self.dtype)
+
+    def positions(self) -> torch.Tensor:
+        return torch.arange(self.start, self.start + self.seq_len)
+
+
+@st.composite
+def rope_cases(draw, *, max_start: int = 1000, starts: tuple[int, ...] = (), dtype: torch.dtype | None = None,
+               interleaved: bool | None = None, max_len: int = 8) -> RopeCase:
+    """Rotary inputs: 0-2 leading dims, even head_dim up to 16, positions from `start` (drawn in
+    [0, max_start], or from `starts` when given)."""
+    start = draw(st.sampled_from(starts)) if starts else draw(st.integers(0, max_start))
+    return RopeCase(lead=tuple(draw(st.lists(st.integers(1, 3), max_size=2))), seq_len=draw(st.integers(1, max_len)),
+                    head_dim=2 * draw(st.integers(1, 8)), base=draw(st.sampled_from(BASES)),
+                    interleaved=draw(st.booleans()) if interleaved is None else interleaved, start=start,
+                    dtype=draw(dtypes()) if dtype is None else dtype, seed=draw(seeds()))
+
+
+@dataclass(frozen=True)
+class AlibiCase:
+    num_heads: int
+    q_len: int
+    k_len: int  # >= q_len; k_len - q_len earlier positions sit in a cache
+
+    @property
+    def offset(self) -> int:
+        return self.k_len - self.q_len
+
+
+@st.composite
+def alibi_cases(draw, *, max_heads: int = 64, max_len: int = 12, cache: bool = True) -> AlibiCase:
+    q_len = draw(st.integers(1, max_len))
+    k_len = q_len + (draw(st.integers(0, max_len)) if cache else 0)
+    return AlibiCase(num_heads=draw(st.integers(1, max_heads)), q_len=q_len, k_len=k_len)

@@ -70,3 +70,63 @@ def shifted_logits(dtype: torch.dtype, shift: float) -> Tolerance:
     which moves each probability by that much relative to itself; 8 such roundings of room."""
     budget = 8 * (abs(shift) + 1.0) * _eps(dtype)
     return Tolerance(rtol=budget, atol=budget, reason=f"x + {shift:g} rounds each logit by |c| * eps")
+
+
+# --- chapter 03: positions ------------------------------------------------------------------
+
+
+def angles(max_angle: float, *, scale: float = 1.0) -> dict[torch.dtype, Tolerance]:
+    """sin/cos of angles up to `max_angle` radians (position times frequency), multiplying values
+    of size up to `scale`.
+
+    Many correct implementations compute the angles, and their sines and cosines, in float32,
+    torch's default dtype, even for float64 inputs (a float32 `inv_freq` buffer, a cached float32
+    cos/sin table, `positions.float()`). The angle p * theta is then off by up to about
+    |p * theta| * eps32 (a few roundings, and `exp(-log(base) * 2i/d)` adds at most another
+    |p| / e * eps32), so that part of the budget grows with the position: 4 roundings of the
+    largest angle. On top: 8 eps32 for float32 sines and cosines, and 16 eps of the output's
+    dtype for the rotation's products and sums. A real bug (a wrong exponent, swapped sin/cos, a
+    flipped sign, mixed pairs, half-precision angles) is off by O(1) at every position.
+    """
+    trig = 4 * max_angle * _eps(torch.float32) + 8 * _eps(torch.float32)
+    reason = f"angles up to {max_angle:g} rad may be rounded in float32, an error that grows with position"
+    return {
+        dtype: Tolerance(rtol=0.0, atol=scale * (trig + 16 * _eps(dtype)), reason=reason)
+        for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    }
+
+
+# ALiBi's slopes are powers of two with exponents -8k/n, k <= 64. The reference rounds each once
+# from float64; a student may build them in float32 as a running product (slope_k = start ** k,
+# or a cumprod), one rounding per head: up to 64 roundings.
+SLOPES = {
+    dtype: Tolerance(rtol=64 * _eps(torch.float32), atol=0.0, reason="up to 64 float32 roundings of 2 ** (-8k/n)")
+    for dtype in (torch.float32, torch.float64)
+}
+
+
+def alibi(max_distance: int) -> dict[torch.dtype, Tolerance]:
+    """-slope * distance: the slope's float32 rounding scaled by a distance up to `max_distance`."""
+    return {
+        dtype: Tolerance(rtol=66 * _eps(torch.float32), atol=0.0,
+                         reason=f"a float32 slope (64 roundings) times a distance up to {max_distance} (2 more)")
+        for dtype in (torch.float32, torch.float64)
+    }
+
+
+# An encoding added to activations: one addition on top of the table's own error, for tables
+# of at most 64 positions (angles <= 64 rad).
+ADDED_TABLE = angles(64.0, scale=2.0)
+
+
+def rope_attention(max_angle: float) -> dict[torch.dtype, Tolerance]:
+    """Attention whose queries and keys were rotated by RoPE: the layer's own budget, plus the
+    rotation's angle error (float32 angles are allowed, see `angles`) carried into the scores
+    and through the output projection; with the course's weights that gain stays below 16."""
+    rotation = angles(max_angle)
+    return {
+        dtype: Tolerance(rtol=LAYER[dtype].rtol + 16 * rotation[dtype].atol,
+                         atol=LAYER[dtype].atol + 16 * rotation[dtype].atol,
+                         reason=f"a layer around attention, plus RoPE angles up to {max_angle:g} rad rounded in float32")
+        for dtype in (torch.float32, torch.float64)
+    }

@@ -40,6 +40,11 @@ def tree_with(tmp_path: Path, module: str, source: str) -> Path:
     return tree
 
 
+def chapter_entry(grade_json: dict, chapter: str) -> dict:
+    """One chapter's entry in a grade.json."""
+    return next(c for c in grade_json["chapters"] if c["id"] == chapter)
+
+
 def records_by_name(grade_json: dict, chapter: str) -> dict[str, dict]:
     entry = next(c for c in grade_json["chapters"] if c["id"] == chapter)
     return {t["name"]: t for t in entry["tests"]}

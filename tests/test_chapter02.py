@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REFERENCE, grade, tree_with
+from tests.conftest import REFERENCE, chapter_entry, grade, tree_with
 from tests.mutants.ch02 import MUTANTS, ROPE_ONLY_MUTANTS, VALID_VARIANTS
 
 CHAPTER = "multi_head_attention"
@@ -18,20 +18,20 @@ REFERENCE_SOURCE = (REFERENCE / f"{MODULE}.py").read_text()
 
 
 def test_reference_gets_full_marks(reference_grade):
-    chapter = reference_grade["chapters"][0]
+    chapter = chapter_entry(reference_grade, CHAPTER)
     failing = [(t["name"], t["message"]) for t in chapter["tests"] if t["status"] != "passed"]
     assert not failing
     assert chapter["score"] == chapter["max_score"] > 0
 
 
 def test_stub_gets_zero(stub_grade):
-    chapter = stub_grade["chapters"][0]
+    chapter = chapter_entry(stub_grade, CHAPTER)
     assert chapter["score"] == 0
     assert any("not implemented yet" in t["message"] for t in chapter["tests"])
 
 
 def test_public_and_hidden_tests_both_carry_points(reference_grade):
-    tests = reference_grade["chapters"][0]["tests"]
+    tests = chapter_entry(reference_grade, CHAPTER)["tests"]
     for visibility in ("public", "hidden"):
         assert sum(t["max_score"] for t in tests if t["visibility"] == visibility) > 0
 
@@ -41,9 +41,9 @@ def test_grading_is_deterministic(tmp_path):
     # times: every run must give the same scores, statuses and messages.
     mutant = next(m for m in MUTANTS if m.name == "gqa_heads_tiled")
     tree = tree_with(tmp_path, MODULE, mutant.apply(REFERENCE_SOURCE))
-    runs = [grade(tree, tmp_path / f"report{i}") for i in range(5)]
+    runs = [grade(tree, tmp_path / f"report{i}", CHAPTER) for i in range(5)]
     strip = lambda g: (g["score"], [(t["name"], t["status"], t["score"], t["message"])  # noqa: E731
-                                    for t in g["chapters"][0]["tests"]])
+                                    for t in chapter_entry(g, CHAPTER)["tests"]])
     assert 0 < runs[0]["score"] < runs[0]["max_score"]
     for run in runs[1:]:
         assert strip(run) == strip(runs[0])
@@ -53,9 +53,9 @@ def test_grading_is_deterministic(tmp_path):
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
 def test_mutant_loses_points(mutant, tmp_path, reference_grade):
     tree = tree_with(tmp_path, MODULE, mutant.apply(REFERENCE_SOURCE))
-    result = grade(tree, tmp_path / "report")
-    chapter = result["chapters"][0]
-    assert chapter["score"] < reference_grade["chapters"][0]["score"], f"{mutant.name} ({mutant.description}) survived"
+    result = grade(tree, tmp_path / "report", CHAPTER)
+    chapter = chapter_entry(result, CHAPTER)
+    assert chapter["score"] < chapter_entry(reference_grade, CHAPTER)["score"], f"{mutant.name} ({mutant.description}) survived"
     failed = [t for t in chapter["tests"] if t["status"] != "passed"]
     assert all(t["message"].strip() for t in failed)
     for test in failed:
@@ -69,8 +69,8 @@ def test_mutant_loses_points(mutant, tmp_path, reference_grade):
 @pytest.mark.parametrize("variant", VALID_VARIANTS, ids=lambda m: m.name)
 def test_valid_variant_keeps_full_marks(variant, tmp_path):
     """A correct solution written another way is never rejected."""
-    result = grade(tree_with(tmp_path, MODULE, variant.apply(REFERENCE_SOURCE)), tmp_path / "report")
-    chapter = result["chapters"][0]
+    result = grade(tree_with(tmp_path, MODULE, variant.apply(REFERENCE_SOURCE)), tmp_path / "report", CHAPTER)
+    chapter = chapter_entry(result, CHAPTER)
     failing = [(t["name"], t["message"]) for t in chapter["tests"] if t["status"] != "passed"]
     assert not failing, f"{variant.name} ({variant.description}) was rejected"
 

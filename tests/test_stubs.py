@@ -21,15 +21,24 @@ def test_every_reference_module_has_solution_regions():
         assert text.count(stubs.BEGIN) == text.count(stubs.END) > 0, path.name
 
 
+def _public_signatures(tree: ast.Module) -> dict[str, tuple[str, str | None]]:
+    """Module-level functions and classes, and methods, with their arguments and docstrings
+    (helpers nested inside a function body belong to the solution, not the handout)."""
+    found = {}
+    for node in tree.body:
+        members = node.body if isinstance(node, ast.ClassDef) else []
+        for item in [node, *members]:
+            if isinstance(item, (ast.FunctionDef, ast.ClassDef)):
+                args = ast.unparse(item.args) if isinstance(item, ast.FunctionDef) else ""
+                found[f"{node.name}.{item.name}" if item is not node else item.name] = (args, ast.get_docstring(item))
+    return found
+
+
 def test_stub_keeps_signatures_and_docstrings():
     for path in REFERENCE.glob("*.py"):
-        ref = ast.parse(path.read_text())
-        stub = ast.parse((ASSIGNMENTS / path.name).read_text())
-        signatures = {n.name: (ast.unparse(n.args), ast.get_docstring(n))
-                      for n in ast.walk(ref) if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and hasattr(n, "args")}
-        stub_signatures = {n.name: (ast.unparse(n.args), ast.get_docstring(n))
-                           for n in ast.walk(stub) if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and hasattr(n, "args")}
-        assert stub_signatures == signatures
+        ref = _public_signatures(ast.parse(path.read_text()))
+        stub = _public_signatures(ast.parse((ASSIGNMENTS / path.name).read_text()))
+        assert ref and stub == ref, path.name
 
 
 def test_region_becomes_raise_with_hint_at_its_indentation():
