@@ -130,3 +130,10 @@ def bench(session: nox.Session) -> None:
     """Grading time per chapter, and the reference attention's speed relative to PyTorch's kernel."""
     _instructor_only(session, "reference_solutions/")
     session.run(_python(session), "-m", "graders", "bench", *session.posargs, external=True)
+
+
+@nox.session(name="experiment-positional", default=False)
+def experiment_positional(session: nox.Session) -> None:
+    """Chapter 03: train with each positional encoding at length 32, test at 32-128 (--quick, --impl DIR)."""
+    _instructor_only(session, "site/scripts/experiment_positional.py")
+    session.run(_python(session), "site/scripts/experiment_positional.py", *session.posargs, external=True)

@@ -45,6 +45,8 @@ ALLOWED = (
     "site/mkdocs.yml",
     "site/docs",  # the reading pages
     "site/scripts/fetch_katex.py",  # the release's `nox -s site` fetches KaTeX with it
+    # Chapter 03's experiment: students rerun it on their own modules (default impl: assignments/).
+    "site/scripts/experiment_positional.py",
     "noxfile.py",
     "README.md",
     "pyproject.toml",
@@ -170,8 +172,9 @@ def draw_figures(root: Path = ROOT) -> list[Path]:
     if result.returncode != 0:
         raise ReleaseError(f"site/scripts/figures.py failed:\n{result.stderr.strip()}")
     # The script prints each figure it wrote, relative to the root: exactly those ship, never a
-    # stale PNG left in site/docs/figures/ by an older version of the script.
-    return [root / line.strip() for line in result.stdout.splitlines() if line.strip().endswith(".png")]
+    # stale file left in site/docs/figures/ by an older version of the script. Besides PNGs it
+    # writes Markdown snippets (tables drawn from recorded results) that pages include.
+    return [root / line.strip() for line in result.stdout.splitlines() if line.strip().endswith((".png", ".md"))]
 
 
 def clear(dest: Path) -> None:
