@@ -12,14 +12,19 @@ seconds.
 
 The chapter 02 figures import the reference solution (``reference_solutions/`` goes on
 ``sys.path``, as the course's flat modules expect) and draw attention maps with the same
-``graders.viz.plot_attention_heads`` that students call on their own module.
+``graders.viz.plot_attention_heads`` that students call on their own module. The chapter 03
+figures draw the reference's encodings; the length-extrapolation plot and its Markdown table
+are redrawn from the experiment's committed results (``site/docs/results/``) with
+``site/scripts/experiment_positional.py``'s own ``plot_results`` and ``table_markdown``.
 
-Structure: one function per figure, each returning the path it wrote; ``FIGURES`` lists them
-in the order of the pages; ``main()`` runs them all.
+Structure: one function per figure, each returning the path it wrote (or the paths, when it
+also writes a table that a page includes); ``FIGURES`` lists them in the order of the pages;
+``main()`` runs them all.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import matplotlib
 import torch
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
@@ -34,8 +40,12 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository root
 OUT = ROOT / "site" / "docs" / "figures"
 sys.path.insert(0, str(ROOT / "reference_solutions"))  # flat modules: `import multi_head_attention`
 sys.path.insert(0, str(ROOT))  # `import graders.viz`
+sys.path.insert(0, str(ROOT / "site" / "scripts"))  # `import experiment_positional` (chapter 03)
+RESULTS = ROOT / "site" / "docs" / "results"  # the experiments' committed results (JSON)
 
+from experiment_positional import plot_results, table_markdown  # noqa: E402
 from multi_head_attention import MultiHeadAttention, causal_mask, softmax  # noqa: E402
+from positional_encoding import RotaryEmbedding, alibi_bias, alibi_slopes, sinusoidal_encoding  # noqa: E402
 
 from graders.viz import attention_weights, plot_attention_heads  # noqa: E402
 
@@ -294,22 +304,178 @@ def softmax_stability() -> Path:
     return _save(fig, "softmax_stability")
 
 
-# In the order the pages use them (all chapter 02 for now).
-FIGURES: list[Callable[[], Path]] = [
+# --------------------------------------------------------------------------------------
+# Chapter 03: positional encodings
+# --------------------------------------------------------------------------------------
+
+
+def sinusoid_table() -> Path:
+    """The sinusoidal table of the 2017 paper as a heatmap, and a few of its columns as curves.
+
+    Left: 128 positions x 64 dims; the fast pairs on the left change every position, the slow
+    pairs on the right barely move over 128 positions. Right: the sine column of four pairs
+    against the position, with its wavelength ``2 pi * 10000 ** (2i / d)`` in the legend.
+    """
+    P, D = 128, 64
+    table = sinusoidal_encoding(P, D)  # (P, D)
+    fig = Figure(figsize=(11, 4.0), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1.0, 1.25])
+    image = left.imshow(table.numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+    left.set_xlabel("dimension (pairs 2i, 2i + 1: sin, cos)")
+    left.set_ylabel("position p")
+    left.set_title(f"sinusoidal_encoding({P}, {D})", fontsize=10)
+    fig.colorbar(image, ax=left, shrink=0.85)
+    positions = torch.arange(P)
+    for color, i in zip(COLORS, [0, 3, 8, 16]):
+        wavelength = 2 * math.pi * 10000.0 ** (2 * i / D)
+        right.plot(positions, table[:, 2 * i], color=color, lw=1.4,
+                   label=f"dim {2 * i} (pair i = {i}): wavelength {wavelength:.1f}")
+    right.set_xlabel("position p")
+    right.set_ylabel("PE[p, 2i]")
+    right.set_ylim(-1.1, 1.75)
+    right.set_yticks([-1, -0.5, 0, 0.5, 1])
+    right.set_xlim(0, P - 1)
+    right.set_title("The sine of four pairs: wavelengths 2\u03c0 \u00b7 10000^(2i/d)", fontsize=10)
+    right.legend(fontsize=8.5, loc="upper right", ncols=2)
+    return _save(fig, "sinusoid_table")
+
+
+def rope_relative() -> Path:
+    """RoPE's relative-position property, next to what an additive absolute encoding does.
+
+    One fixed random query and key (head_dim 64). Left: the score of the query rotated for
+    position ``m`` with the key rotated for position ``n``, against ``m - n``, for four very
+    different absolute positions of the key: the curves lie on top of each other. Middle: the
+    same with the sinusoidal table *added* to q and k instead: the score depends on where the
+    pair sits, not only on its distance. Right: what RoPE does to one pair: the vector turns by
+    ``theta_i`` per position, the fastest pair by 1 radian, a slower one by much less.
+    """
+    Dh = 64
+    g = torch.Generator().manual_seed(SEED)
+    q = torch.randn(Dh, generator=g)  # (Dh,)
+    k = torch.randn(Dh, generator=g)  # (Dh,)
+    rope = RotaryEmbedding(Dh)
+    offsets = torch.arange(-40, 41)  # m - n
+    starts = [64, 1000, 10_000, 100_000]  # the key's absolute position n
+    table = sinusoidal_encoding(100_000 + 41, Dh)  # (P, Dh)
+
+    fig = Figure(figsize=(13, 4.0), layout="constrained")
+    left, middle, right = fig.subplots(1, 3, width_ratios=[1.2, 1.2, 0.9])
+    for color, width, n in zip(COLORS, [6, 4, 2.2, 1.0], starts):
+        m = n + offsets  # (N,) query positions
+        q_rot = rope(q.expand(len(m), Dh), positions=m)  # (N, Dh)
+        k_rot = rope(k.expand(len(m), Dh), positions=torch.full_like(m, n))  # (N, Dh)
+        left.plot(offsets, (q_rot * k_rot).sum(-1), color=color, lw=width, alpha=0.75, label=f"key at n = {n:,}")
+        q_abs = q + table[m]  # (N, Dh)
+        k_abs = k + table[n]  # (Dh,)
+        middle.plot(offsets, (q_abs * k_abs).sum(-1), color=color, lw=1.5, label=f"key at n = {n:,}")
+    for ax, title in [(left, "RoPE: <R_m q, R_n k> depends only on m \u2212 n"),
+                      (middle, "Added sinusoids: <q + PE_m, k + PE_n> depends on n too")]:
+        ax.axvline(0, color="gray", lw=0.8, ls=":")
+        ax.set_xlabel("m \u2212 n (query position minus key position)")
+        ax.set_ylabel("score")
+        ax.set_title(title, fontsize=10)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.45 * (high - low))  # headroom for the legend
+        ax.legend(fontsize=8.5, loc="upper left", ncols=2)
+
+    # Two pairs, both starting at (a, b) = (1, 0): with head_dim 4 and base 16 the frequencies
+    # are theta_0 = 1 and theta_1 = 16 ** (-1/2) = 0.25 radian per position. Half-split pairing:
+    # pair 0 is dims (0, 2), pair 1 is dims (1, 3).
+    circle = torch.linspace(0, 2 * math.pi, 200)
+    right.plot(circle.cos(), circle.sin(), color="lightgray", lw=1)
+    right.plot(0.7 * circle.cos(), 0.7 * circle.sin(), color="lightgray", lw=1)
+    turned = RotaryEmbedding(4, base=16.0)(torch.tensor([1.0, 1.0, 0.0, 0.0]).expand(8, 4))  # (8, 4), positions 0..7
+    for color, (dim_a, dim_b), label, radius in [(COLORS[0], (0, 2), "theta = 1 rad", 1.0),
+                                                 (COLORS[1], (1, 3), "theta = 0.25 rad", 0.7)]:
+        for p in range(8):
+            a, b = radius * turned[p, dim_a].item(), radius * turned[p, dim_b].item()
+            right.annotate("", xy=(a, b), xytext=(0, 0),
+                           arrowprops=dict(arrowstyle="-|>", color=color, lw=1.2, alpha=0.3 + 0.1 * p))
+            right.text(1.14 * a, 1.14 * b, str(p), color=color, fontsize=8.5, ha="center", va="center")
+        right.plot([], [], color=color, label=f"{label} per position")
+    right.set_xlim(-1.3, 1.3)
+    right.set_ylim(-1.3, 1.3)
+    right.set_aspect("equal")
+    right.set_xticks([])
+    right.set_yticks([])
+    right.set_title("One pair, positions 0-7: a rotation by p\u00b7theta", fontsize=10)
+    right.legend(fontsize=8.5, loc="lower center", bbox_to_anchor=(0.5, -0.2))
+    return _save(fig, "rope_relative")
+
+
+def alibi_bias_figure() -> Path:
+    """ALiBi's bias for four of eight heads, on one colour scale, slopes in the titles.
+
+    ``alibi_bias`` is symmetric (``-slope * |i - j|``); in a decoder the causal mask removes
+    everything above the diagonal, so that part is drawn faded.
+    """
+    H, T = 8, 12
+    bias = alibi_bias(H, T)  # (H, T, T)
+    slopes = alibi_slopes(H)  # (H,)
+    heads = [0, 1, 3, 7]
+    future = ~causal_mask(T)  # (T, T): True above the diagonal
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(heads))
+    low = bias[heads].min().item()
+    for ax, h in zip(axes, heads):
+        image = ax.imshow(bias[h].numpy(), cmap="magma", vmin=low, vmax=0, interpolation="nearest")
+        veil = torch.where(future, 1.0, float("nan"))  # (T, T): white, half transparent, above the diagonal
+        ax.imshow(veil.numpy(), cmap=ListedColormap(["white"]), alpha=0.7, interpolation="nearest")
+        slope = slopes[h].item()
+        ax.set_title(f"head {h}: slope m = 1/{round(1 / slope)}\n(row {T - 1}: 0 \u2026 {bias[h, -1, 0].item():.2f})",
+                     fontsize=10)
+        ax.set_xlabel("key position j")
+        ax.set_ylabel("query position i")
+        ax.set_xticks(range(0, T, 2))
+        ax.set_yticks(range(0, T, 2))
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="bias = \u2212m \u00b7 |i \u2212 j|")
+    fig.suptitle(f"alibi_bias({H}, {T}): one slope per head; faded: the part a causal mask removes", fontsize=11)
+    return _save(fig, "alibi_bias")
+
+
+def positional_extrapolation() -> list[Path]:
+    """The length-extrapolation experiment's plot and table, from its committed results.
+
+    ``site/scripts/experiment_positional.py`` trains the models and writes
+    ``site/docs/results/positional_extrapolation.json`` (a run takes far longer than a figure
+    should, so the site only redraws it). Its ``plot_results`` draws the figure and its
+    ``table_markdown`` the table that the page includes (pymdownx.snippets) next to it.
+    Returns both paths: the table is a build product that ships with the figures.
+    """
+    results = json.loads((RESULTS / "positional_extrapolation.json").read_text())
+    path = OUT / "positional_extrapolation.png"
+    OUT.mkdir(parents=True, exist_ok=True)
+    plot_results(results, path)
+    table = OUT / "positional_extrapolation_table.md"
+    table.write_text(table_markdown(results) + "\n")
+    return [path, table]
+
+
+# In the order the pages use them.
+FIGURES: list[Callable[[], Path | list[Path]]] = [
+    # chapter 02
     attention_heads,
     score_scaling,
     softmax_stability,
     masks,
     gqa_sharing,
+    # chapter 03
+    sinusoid_table,
+    rope_relative,
+    alibi_bias_figure,
+    positional_extrapolation,
 ]
 
 
 def main() -> None:
-    """Write every figure and print each path, relative to the repository root."""
+    """Write every figure (and generated table) and print each path, relative to the repository root."""
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     with matplotlib.rc_context({"font.size": 9, "svg.hashsalt": "figures", "savefig.facecolor": "white"}):
         for make in FIGURES:
-            print(make().relative_to(ROOT))
+            written = make()
+            for path in written if isinstance(written, list) else [written]:
+                print(path.relative_to(ROOT))
 
 
 if __name__ == "__main__":
