@@ -44,8 +44,12 @@ def assert_finite(actual: torch.Tensor, *, what: str) -> None:
 
 
 def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, reveal: bool = False,
-                 hint: str = "") -> None:
-    """`actual` matches `expected` element-wise within `tol` (shapes must agree exactly)."""
+                 hint: str = "", scale: torch.Tensor | None = None) -> None:
+    """`actual` matches `expected` element-wise within `tol` (shapes must agree exactly).
+
+    `scale`, broadcastable to `expected`, multiplies `tol.atol` element by element: for errors
+    that grow with the input rather than the output (an activation's rounding is about eps * |x|
+    even where its value is 0)."""
     actual = check_tensor(actual, what=what, shape=tuple(expected.shape))
     a = actual.detach().to(torch.float64)
     e = expected.detach().to(torch.float64)
@@ -58,7 +62,8 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
         fail(text + (f", expected {e[index].item()}" if reveal else "") + _hint(hint))
     finite = torch.isfinite(a) & torch.isfinite(e)
     err = torch.where(finite, (a - e).abs(), torch.zeros_like(a))
-    allowed = tol.atol + tol.rtol * e.abs()
+    atol = tol.atol if scale is None else tol.atol * scale.detach().to(torch.float64).expand_as(e)
+    allowed = atol + tol.rtol * e.abs()
     bad = finite & (err > allowed)
     if not bad.any():
         return
@@ -68,7 +73,9 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
         f"{what}: {int(bad.sum())} of {a.numel()} entries are off",
         f"  largest error {err[index].item():.3g} (relative {rel.item():.3g}) at index {index}",
         f"  you returned {a[index].item():.6g}" + (f", expected {e[index].item():.6g}" if reveal else ""),
-        f"  allowed: {tol.atol:.1e} + {tol.rtol:.1e} * |expected| ({tol.reason})",
+        (f"  allowed: {tol.atol:.1e} + {tol.rtol:.1e} * |expected| ({tol.reason})" if scale is None else
+         f"  allowed: {tol.atol:.1e} * max(1, |x|) + {tol.rtol:.1e} * |expected| ({tol.reason}); "
+         f"here {allowed[index].item():.3g}"),
     ]
     fail("\n".join(lines) + _hint(hint))
 

@@ -282,3 +282,71 @@ def alibi_cases(draw, *, max_heads: int = 64, max_len: int = 12, cache: bool = T
     q_len = draw(st.integers(1, max_len))
     k_len = q_len + (draw(st.integers(0, max_len)) if cache else 0)
     return AlibiCase(num_heads=draw(st.integers(1, max_heads)), q_len=q_len, k_len=k_len)
+
+
+# --- feed-forward networks (chapter 04) ------------------------------------------------------
+
+ACTIVATION_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+ACTIVATION_SCALES = (1.0, 4.0, 30.0, 1e4)  # ordinary inputs, the curved region, saturation, +-1e4
+
+
+@dataclass(frozen=True)
+class ActivationCase:
+    shape: tuple[int, ...]
+    scale: float  # x ~ N(0, scale^2), so scale 1e4 reaches +-1e4 and beyond
+    dtype: torch.dtype
+    seed: int
+
+    def x(self) -> torch.Tensor:
+        return randn(self.shape, seed=self.seed, dtype=torch.float64, scale=self.scale).to(self.dtype)
+
+
+@st.composite
+def activation_cases(draw, *, dtypes_: tuple[torch.dtype, ...] = ACTIVATION_DTYPES,
+                     scales: tuple[float, ...] = ACTIVATION_SCALES) -> ActivationCase:
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=3)))
+    return ActivationCase(shape=shape, scale=draw(st.sampled_from(scales)), dtype=draw(st.sampled_from(dtypes_)),
+                          seed=draw(seeds()))
+
+
+FFN_ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+
+
+@dataclass(frozen=True)
+class FFNCase:
+    kind: str  # "feedforward" or "swiglu"
+    d_model: int
+    d_ff: int | None  # None: the module's default width
+    activation: str  # feedforward only
+    bias: bool
+    multiple_of: int  # swiglu only: rounding of the default width
+    lead: tuple[int, ...]  # leading dims of x, e.g. (batch, seq)
+    dtype: torch.dtype
+    seed: int
+
+    @property
+    def cls(self) -> str:
+        return "FeedForward" if self.kind == "feedforward" else "SwiGLU"
+
+    @property
+    def init(self) -> dict:
+        if self.kind == "feedforward":
+            return {"d_model": self.d_model, "d_ff": self.d_ff, "activation": self.activation, "bias": self.bias}
+        return {"d_model": self.d_model, "d_ff": self.d_ff, "multiple_of": self.multiple_of, "bias": self.bias}
+
+    def x(self) -> torch.Tensor:
+        return randn((*self.lead, self.d_model), seed=self.seed, dtype=self.dtype)
+
+
+@st.composite
+def ffn_cases(draw, *, kinds: tuple[str, ...] = ("feedforward", "swiglu"), dtype: torch.dtype | None = None,
+              min_positions: int = 1) -> FFNCase:
+    """Small FFNs: d_model <= 16, d_ff <= 48 or the default (at most 4 * 16 = 64 for the classic
+    FFN; SwiGLU's default rounds to `multiple_of`, kept small here)."""
+    kind = draw(st.sampled_from(kinds))
+    d_model = draw(st.integers(1, 16))
+    d_ff = draw(st.one_of(st.none(), st.integers(1, 48)))
+    lead = (draw(st.integers(1, 3)), draw(st.integers(min_positions, 5)))
+    return FFNCase(kind=kind, d_model=d_model, d_ff=d_ff, activation=draw(st.sampled_from(FFN_ACTIVATIONS)),
+                   bias=draw(st.booleans()), multiple_of=draw(st.sampled_from((1, 8, 16))), lead=lead,
+                   dtype=draw(dtypes()) if dtype is None else dtype, seed=draw(seeds()))

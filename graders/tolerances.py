@@ -130,3 +130,42 @@ def rope_attention(max_angle: float) -> dict[torch.dtype, Tolerance]:
                          reason=f"a layer around attention, plus RoPE angles up to {max_angle:g} rad rounded in float32")
         for dtype in (torch.float32, torch.float64)
     }
+
+
+# --- chapter 04: activations and feed-forward layers ------------------------------------------
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def activation(dtype: torch.dtype) -> Tolerance:
+    """An activation computed in `dtype` from its formula, against torch's function in float64.
+
+    Each activation is x * g(x) with g in [0, 1] (g = 1[x > 0], sigmoid(x), Phi(x)); rounding g
+    to `dtype` costs about eps * |x| in absolute terms, even where the value itself is 0 (in
+    float32, 1 + erf(x / sqrt(2)) cancels to 0 for x < -5.5), so the absolute part of the budget
+    is scaled by max(1, |x|) (`checks.assert_close(..., scale=...)`). 8 roundings of room, for
+    erf/tanh/exp kernels and any order of operations; a real bug (a wrong constant, sigmoid(x)
+    for Phi(x), a missing 1/sqrt(2)) is off by > 1e-3 * |x| on ordinary inputs.
+    """
+    # Constants written to 10 significant digits (sqrt(2/pi) = 0.7978845608) are correct code:
+    # a floor of 1e-9 accepts them in float64, where 8 eps alone would not.
+    budget = max(8 * _eps(dtype), 1e-9)
+    return Tolerance(rtol=budget, atol=budget, reason=f"rounding of x * g(x) in {str(dtype).removeprefix('torch.')}")
+
+
+def activation_grad(dtype: torch.dtype) -> Tolerance:
+    """Derivatives by autograd through the student's formula: a few more roundings than the value."""
+    budget = max(32 * _eps(dtype), 4e-9)  # the same 10-digit constants, through the chain rule
+    return Tolerance(rtol=budget, atol=budget,
+                     reason=f"autograd through the formula's operations in {str(dtype).removeprefix('torch.')}")
+
+
+# Two linear layers of width <= 64 around an activation: chapter 02's layer budget, except that
+# in float64 the activation's own floor (a 10-digit constant, 1e-9 relative, see `activation`)
+# passes through fc2's sum of <= 64 terms: 16 times that floor.
+FFN = {
+    torch.float32: LAYER[torch.float32],
+    torch.float64: Tolerance(rtol=16e-9, atol=16e-9, reason="an activation's 1e-9 floor, through a sum of <= 64 terms"),
+}
+FFN_GRAD = {dtype: Tolerance(rtol=4 * tol.rtol, atol=4 * tol.atol, reason="the chain rule through both layers")
+            for dtype, tol in FFN.items()}

@@ -58,3 +58,19 @@ def reference_grade(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def stub_grade(tmp_path_factory) -> dict:
     return grade(ASSIGNMENTS, tmp_path_factory.mktemp("stub"))
+
+
+def failing(chapter: dict) -> list[tuple[str, str]]:
+    """(name, message) of every test in a chapter entry that did not pass."""
+    return [(t["name"], t["message"]) for t in chapter["tests"] if t["status"] != "passed"]
+
+
+def assert_feedback_teaches(chapter: dict) -> None:
+    """Every failed test says why; hidden ones never show an expected value or the grader's source."""
+    for test in chapter["tests"]:
+        if test["status"] == "passed":
+            continue
+        assert test["message"].strip(), test["name"]
+        if test["visibility"] == "hidden":
+            assert ", expected " not in test["message"], test["message"]
+            assert "def test_" not in test["message"] and "reference_solutions" not in test["message"], test["message"]
