@@ -137,3 +137,10 @@ def experiment_positional(session: nox.Session) -> None:
     """Chapter 03: train with each positional encoding at length 32, test at 32-128 (--quick, --impl DIR)."""
     _instructor_only(session, "site/scripts/experiment_positional.py")
     session.run(_python(session), "site/scripts/experiment_positional.py", *session.posargs, external=True)
+
+
+@nox.session(name="experiment-ffn", default=False)
+def experiment_ffn(session: nox.Session) -> None:
+    """Chapter 04: train a tiny character model per FFN variant at matched parameters (--quick, --impl DIR)."""
+    _instructor_only(session, "site/scripts/experiment_ffn.py")
+    session.run(_python(session), "site/scripts/experiment_ffn.py", *session.posargs, external=True)

@@ -47,6 +47,8 @@ ALLOWED = (
     "site/scripts/fetch_katex.py",  # the release's `nox -s site` fetches KaTeX with it
     # Chapter 03's experiment: students rerun it on their own modules (default impl: assignments/).
     "site/scripts/experiment_positional.py",
+    # Chapter 04's FFN ablation, likewise rerun on the students' own chapter 02 and 04 modules.
+    "site/scripts/experiment_ffn.py",
     "noxfile.py",
     "README.md",
     "pyproject.toml",
