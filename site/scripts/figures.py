@@ -16,6 +16,8 @@ The chapter 02 figures import the reference solution (``reference_solutions/`` g
 figures draw the reference's encodings; the length-extrapolation plot and its Markdown table
 are redrawn from the experiment's committed results (``site/docs/results/``) with
 ``site/scripts/experiment_positional.py``'s own ``plot_results`` and ``table_markdown``.
+The chapter 04 figures draw the reference's activations and its parameter counts; the FFN
+ablation plot and table come, the same way, from ``site/scripts/experiment_ffn.py``.
 
 Structure: one function per figure, each returning the path it wrote (or the paths, when it
 also writes a table that a page includes); ``FIGURES`` lists them in the order of the pages;
@@ -40,10 +42,13 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository root
 OUT = ROOT / "site" / "docs" / "figures"
 sys.path.insert(0, str(ROOT / "reference_solutions"))  # flat modules: `import multi_head_attention`
 sys.path.insert(0, str(ROOT))  # `import graders.viz`
-sys.path.insert(0, str(ROOT / "site" / "scripts"))  # `import experiment_positional` (chapter 03)
+sys.path.insert(0, str(ROOT / "site" / "scripts"))  # `import experiment_positional` (chapter 03), `experiment_ffn` (04)
 RESULTS = ROOT / "site" / "docs" / "results"  # the experiments' committed results (JSON)
 
+import experiment_ffn  # noqa: E402  (chapter 04; called as experiment_ffn.plot_results: the names clash)
 from experiment_positional import plot_results, table_markdown  # noqa: E402
+from feedforward import (feedforward_parameter_count, gelu, relu, silu, swiglu_hidden_dim,  # noqa: E402
+                         swiglu_parameter_count)
 from multi_head_attention import MultiHeadAttention, causal_mask, softmax  # noqa: E402
 from positional_encoding import RotaryEmbedding, alibi_bias, alibi_slopes, sinusoidal_encoding  # noqa: E402
 
@@ -452,6 +457,169 @@ def positional_extrapolation() -> list[Path]:
     return [path, table]
 
 
+# --------------------------------------------------------------------------------------
+# Chapter 04: feed-forward networks
+# --------------------------------------------------------------------------------------
+
+
+def _sigmoid_gelu(x: torch.Tensor) -> torch.Tensor:
+    """The GELU paper's cruder approximation, ``x * sigmoid(1.702 x)``: a contrast, no course module has it."""
+    return x * torch.sigmoid(1.702 * x)
+
+
+def activations() -> Path:
+    """The chapter's activations, their derivatives, and how far the two GELU approximations stray.
+
+    Left: ReLU, GELU (erf), GELU (tanh), SiLU and ``x * sigmoid(1.702 x)`` on [-4, 4]; the tanh
+    curve is drawn dashed over the exact one, where it is indistinguishable. Middle: their
+    derivatives, taken by autograd through the reference's functions in float64 (GELU's dips
+    below 0 and overshoots 1). Right: the zoom the first panel cannot show, the absolute gap of
+    each approximation to the exact GELU on a log scale: the tanh form stays under 5e-4, the
+    sigmoid form reaches 2e-2.
+    """
+    x = torch.linspace(-4.0, 4.0, 801, dtype=torch.float64)  # step 0.01, includes 0
+    curves = [  # (label, function, colour, line style, width)
+        ("ReLU", relu, COLORS[7], "-", 1.6),
+        ("GELU (erf, exact)", gelu, COLORS[0], "-", 3.2),
+        ("GELU (tanh approx.)", lambda t: gelu(t, approximate="tanh"), COLORS[1], "--", 1.4),
+        ("x\u00b7\u03c3(1.702x)", _sigmoid_gelu, COLORS[4], ":", 1.8),
+        ("SiLU / Swish", silu, COLORS[3], "-", 1.6),
+    ]
+    fig = Figure(figsize=(13, 4.0), layout="constrained")
+    values, slopes, gaps = fig.subplots(1, 3)
+    for label, function, color, style, width in curves:
+        xg = x.clone().requires_grad_(True)
+        y = function(xg)
+        (grad,) = torch.autograd.grad(y.sum(), xg)
+        values.plot(x, y.detach(), color=color, ls=style, lw=width, label=label)
+        slopes.plot(x, grad, color=color, ls=style, lw=width, label=label)
+    for ax in (values, slopes):
+        ax.axhline(0, color="gray", lw=0.6)
+        ax.axvline(0, color="gray", lw=0.6)
+        ax.set_xlabel("x")
+        ax.set_xlim(-4, 4)
+    values.set_ylim(-0.6, 4.0)
+    values.set_ylabel("f(x)")
+    values.set_title("Values: all \u2248 x for large x, \u2248 0 for very negative x", fontsize=10)
+    values.legend(fontsize=8.5, loc="upper left")
+    # GELU's extremes (1 +- 0.129 at x = +-sqrt 2) and SiLU's (1 +- 0.0998 near x = +-2.40).
+    slopes.axhline(1, color="gray", lw=0.6, ls=":")
+    slopes.set_ylim(-0.25, 1.25)
+    slopes.set_ylabel("f\u2032(x)")
+    slopes.set_title("Derivatives: smooth, a little below 0 and above 1", fontsize=10)
+    slopes.annotate("GELU\u2032: min \u22120.129 at x = \u2212\u221a2,\nmax 1.129 at x = +\u221a2",
+                    xy=(-math.sqrt(2), -0.129), xytext=(-3.9, 0.3), fontsize=8,
+                    arrowprops=dict(arrowstyle="-", color="gray", lw=0.8))
+
+    wide = torch.linspace(-8.0, 8.0, 3201, dtype=torch.float64)
+    exact = gelu(wide)
+    for label, function, color in [("GELU (tanh approx.)", lambda t: gelu(t, approximate="tanh"), COLORS[1]),
+                                   ("x\u00b7\u03c3(1.702x)", _sigmoid_gelu, COLORS[4])]:
+        gap = (function(wide) - exact).abs()  # (N,)
+        peak = int(gap.argmax())
+        gaps.plot(wide, gap.clamp_min(1e-12), color=color, lw=1.4, label=label)
+        gaps.plot(wide[peak], gap[peak], "o", color=color, ms=4)
+        gaps.annotate(f"max {gap[peak].item():.1e}\nat x = {wide[peak].item():.2f}", xy=(wide[peak], gap[peak]),
+                      xytext=(wide[peak].item() + 3.0, gap[peak].item() * 3), ha="center", fontsize=8, color=color,
+                      arrowprops=dict(arrowstyle="-", color=color, lw=0.8))
+    gaps.set_yscale("log")
+    gaps.set_ylim(1e-9, 0.3)
+    gaps.set_xlim(-8, 8)
+    gaps.set_xlabel("x")
+    gaps.set_ylabel("|approximation \u2212 GELU (erf)|")
+    gaps.set_title("Zoom: the approximations' error, log scale", fontsize=10)
+    gaps.legend(fontsize=8.5, loc="lower center")
+    return _save(fig, "activations")
+
+
+# name, d_model, query heads, key/value heads, d_ff, FFN kind, biases (and LayerNorm, else RMSNorm)
+FFN_MODELS = [
+    ("GPT-2 small", 768, 12, 12, 4 * 768, "classic", True),
+    ("GPT-2 XL", 1600, 25, 25, 4 * 1600, "classic", True),
+    ("GPT-3 175B", 12288, 96, 96, 4 * 12288, "classic", True),
+    ("Llama 7B", 4096, 32, 32, swiglu_hidden_dim(4096), "swiglu", False),
+    ("Llama 2 70B", 8192, 64, 8, swiglu_hidden_dim(8192, multiple_of=4096, ffn_dim_multiplier=1.3), "swiglu", False),
+]
+
+
+def _block_parameters(d_model: int, heads: int, kv_heads: int, d_ff: int, kind: str, bias: bool) -> dict[str, int]:
+    """One block's parameters by part: attention (q, k, v, o; k and v narrower under grouped-query
+    attention), the FFN (the reference's counts) and the two norms (LayerNorm: weight and bias;
+    RMSNorm: weight)."""
+    kv_width = kv_heads * (d_model // heads)
+    attention = 2 * d_model * d_model + 2 * d_model * kv_width + ((2 * d_model + 2 * kv_width) if bias else 0)
+    counter = feedforward_parameter_count if kind == "classic" else swiglu_parameter_count
+    return {"attention": attention, "FFN": counter(d_model, d_ff, bias=bias), "norms": (4 if bias else 2) * d_model}
+
+
+def ffn_share() -> Path:
+    """The FFN's share of a block: of its parameters (five real models), and of its FLOPs per token
+    as the context grows.
+
+    Forward FLOPs per token and block, a multiply-add counted as 2: the weight matrices cost twice
+    their parameter count; attention over ``T`` keys adds ``4 T D`` (``q k^T`` and the weighted sum
+    of the values, ``2 T D`` each; grouped-query attention shares keys but not this work). Biases,
+    norms, softmax and activations are left out: they are O(D) per token.
+    """
+    fig = Figure(figsize=(12.5, 4.2), layout="constrained")
+    params, flops = fig.subplots(1, 2, width_ratios=[1.0, 1.15])
+    names = [model[0] for model in FFN_MODELS]
+    parts = [_block_parameters(*model[1:]) for model in FFN_MODELS]
+    left = [0.0] * len(parts)
+    for part, color in [("FFN", COLORS[0]), ("attention", COLORS[1]), ("norms", COLORS[7])]:
+        share = [100 * p[part] / sum(p.values()) for p in parts]
+        params.barh(names, share, left=left, color=color, label=part, height=0.6)
+        if part != "norms":  # the norms are < 0.1%: a label would not fit
+            for row, (start, width) in enumerate(zip(left, share)):
+                params.text(start + width / 2, row, f"{width:.1f}%", ha="center", va="center", fontsize=8.5,
+                            color="white")
+        left = [a + b for a, b in zip(left, share)]
+    params.invert_yaxis()
+    params.axvline(100 * 2 / 3, color="black", ls="--", lw=1, label="2/3")
+    params.set_xlim(0, 100)
+    params.set_xlabel("share of one block's parameters (%)")
+    params.set_title("Parameters: the FFN holds about 2/3 of a block", fontsize=10)
+    params.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=4, frameon=False)
+
+    contexts = torch.logspace(7, 20, 200, base=2, dtype=torch.float64)  # T = 128 .. 1M
+    for color, model, part in zip(COLORS, FFN_MODELS, parts):
+        name, d_model = model[0], model[1]
+        weights = 2 * (part["attention"] + part["FFN"])  # FLOPs of the matrix products, per token
+        ffn = 2 * part["FFN"]
+        total = weights + 4 * contexts * d_model  # (N,)
+        flops.plot(contexts, 100 * ffn / total, color=color, lw=1.6, label=f"{name} (D = {d_model:,})")
+        crossing = ffn / (4 * d_model)  # T at which attention's T-dependent FLOPs equal the FFN's
+        flops.plot(crossing, 100 * ffn / (weights + ffn), "o", color=color, ms=5)
+    flops.set_xscale("log", base=2)
+    flops.set_xlim(2**7, 2**20)
+    ticks = [2**k for k in range(7, 21)]
+    flops.set_xticks(ticks, [str(t) if t < 1024 else f"{t // 1024}K" if t < 2**20 else "1M" for t in ticks])
+    flops.minorticks_off()
+    flops.set_ylim(0, 100)
+    flops.set_xlabel("context length T (keys each token attends to)")
+    flops.set_ylabel("FFN share of a block's forward FLOPs (%)")
+    flops.set_title("FLOPs per token: attention's 4TD overtakes the FFN (dots: 4TD = FFN)", fontsize=10)
+    flops.legend(fontsize=8.5, loc="lower left")
+    return _save(fig, "ffn_share")
+
+
+def ffn_ablation() -> list[Path]:
+    """The FFN ablation's plot and table, from its committed results.
+
+    ``site/scripts/experiment_ffn.py`` trains five small character models that differ only in
+    their FFN (ReLU, GELU, GELU-tanh and SiLU at ``d_ff = 4D``, SwiGLU at two thirds of that) and
+    writes ``site/docs/results/ffn_ablation.json``; as for chapter 03, the site only redraws it
+    with the script's own ``plot_results`` and ``table_markdown``. Returns both paths.
+    """
+    results = json.loads((RESULTS / "ffn_ablation.json").read_text())
+    path = OUT / "ffn_ablation.png"
+    OUT.mkdir(parents=True, exist_ok=True)
+    experiment_ffn.plot_results(results, path)
+    table = OUT / "ffn_ablation_table.md"
+    table.write_text(experiment_ffn.table_markdown(results) + "\n")
+    return [path, table]
+
+
 # In the order the pages use them.
 FIGURES: list[Callable[[], Path | list[Path]]] = [
     # chapter 02
@@ -465,6 +633,10 @@ FIGURES: list[Callable[[], Path | list[Path]]] = [
     rope_relative,
     alibi_bias_figure,
     positional_extrapolation,
+    # chapter 04
+    activations,
+    ffn_share,
+    ffn_ablation,
 ]
 
 
