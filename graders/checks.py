@@ -114,5 +114,14 @@ def expect_value_error(call: Callable[[], object], *, what: str, valid: bool = F
         fail(f"{what} should raise ValueError, " + ("but it was accepted" if exc is None else f"but raised {exc.type}"))
 
 
+def static_clean(static_scan: tuple[list, str], module: str) -> None:
+    """The chapter's module parsed, and calls none of the chapter's banned APIs."""
+    hits, problem = static_scan
+    if problem:
+        fail(problem)
+    if hits:
+        fail("\n".join(v.describe(module) for v in hits))
+
+
 def _hint(hint: str) -> str:
     return f"\n  see: {hint}" if hint else ""

@@ -9,7 +9,6 @@ One `.npz` per test under `graders/snapshots/<chapter slug>/`, holding the test'
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import torch

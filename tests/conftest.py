@@ -74,3 +74,8 @@ def assert_feedback_teaches(chapter: dict) -> None:
         if test["visibility"] == "hidden":
             assert ", expected " not in test["message"], test["message"]
             assert "def test_" not in test["message"] and "reference_solutions" not in test["message"], test["message"]
+
+
+def grade_edit(tmp_path: Path, chapter: str, module: str, source: str) -> dict:
+    """Grade one chapter of the reference tree with `module` replaced by `source`; its entry."""
+    return chapter_entry(grade(tree_with(tmp_path, module, source), tmp_path / "report", chapter), chapter)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path

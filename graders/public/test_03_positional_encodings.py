@@ -27,11 +27,7 @@ SECTIONS = {"sinusoidal_encoding": "sinusoidal", "SinusoidalPositionalEncoding":
 @pytest.mark.task("static")
 def test_module_parses(static_scan, chapter):
     """The module parses (chapter 03 bans no API)."""
-    hits, problem = static_scan
-    if problem:
-        checks.fail(problem)
-    if hits:
-        checks.fail("\n".join(v.describe(chapter.module) for v in hits))
+    checks.static_clean(static_scan, chapter.module)
 
 
 # --- sinusoidal ---------------------------------------------------------------------------------
