@@ -165,7 +165,8 @@ class _Session:
                 found = torch.autograd.grad(output, leaves, grad_outputs=grad["upstream"], allow_unused=True)
                 grads = {"inputs": {str(key): g for (key, _), g in zip(wrt, found[: len(wrt)])},
                          "params": {name: g for (name, _), g in zip(params, found[len(wrt):])}}
-            outputs.append(result)
+            # A call made for its effect (`self.eval`, which returns the module) answers None.
+            outputs.append(None if call.get("discard") else result)
         attrs = {name: self.resolve(name) for name in request.get("attrs", [])}
         reply = {"ok": True, "outputs": outputs, "grads": grads, "attrs": attrs}
         if request.get("state_dict_shapes"):
@@ -217,6 +218,9 @@ def main() -> None:
             imports[name] = None
         except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
             imports[name] = _failure(exc, student_dir, shown_dir) | _syntax_detail(exc)
+    # Requests may also build plain torch.nn modules by name (a Linear sublayer for a residual
+    # block), never anything outside torch.nn.
+    modules.setdefault("torch.nn", torch.nn)
     _only(me)
     write_frame(reply_fd, _save({"ok": True, "phase": "imported", "imports": imports}, torch))
 

@@ -350,3 +350,47 @@ def ffn_cases(draw, *, kinds: tuple[str, ...] = ("feedforward", "swiglu"), dtype
     return FFNCase(kind=kind, d_model=d_model, d_ff=d_ff, activation=draw(st.sampled_from(FFN_ACTIVATIONS)),
                    bias=draw(st.booleans()), multiple_of=draw(st.sampled_from((1, 8, 16))), lead=lead,
                    dtype=draw(dtypes()) if dtype is None else dtype, seed=draw(seeds()))
+
+
+# --- normalization (chapter 05) ---------------------------------------------------------------
+
+NORM_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+HALF = (torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class NormCase:
+    lead: tuple[int, ...]  # leading dims, e.g. (batch, seq)
+    features: tuple[int, ...]  # the normalized trailing dims (one for RMSNorm and BatchNorm)
+    eps: float
+    affine: bool
+    bias: bool
+    dtype: torch.dtype
+    scale: float  # x ~ offset + N(0, scale^2)
+    offset: float  # at most 30 spreads: further out, float32's (x - mean) alone loses digits
+    seed: int
+
+    def x(self) -> torch.Tensor:
+        raw = randn((*self.lead, *self.features), seed=self.seed, dtype=torch.float64, scale=self.scale)
+        return (raw + self.offset).to(self.dtype)
+
+    def params(self) -> dict[str, torch.Tensor]:
+        """Non-trivial affine parameters (not ones and zeros), in float32."""
+        weight = randn(self.features, seed=self.seed + 1, scale=0.5) + 1.0
+        bias = randn(self.features, seed=self.seed + 2, scale=0.5)
+        return {"weight": weight, "bias": bias}
+
+
+@st.composite
+def norm_cases(draw, *, max_trailing: int = 1, dtypes_: tuple[torch.dtype, ...] = NORM_DTYPES,
+               min_count: int = 1, eps: tuple[float, ...] = (1e-5, 1e-6, 1e-3)) -> NormCase:
+    """Inputs for a norm: 1-2 leading dims, 1..`max_trailing` normalized dims of width <= 16,
+    values with a spread from 0.1 to 30 around an offset of 0, 3 or 30 spreads."""
+    lead = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=2)))
+    lead = (max(lead[0], min_count), *lead[1:])
+    features = tuple(draw(st.lists(st.integers(2, 16), min_size=1, max_size=max_trailing)))
+    affine = draw(st.booleans())
+    return NormCase(lead=lead, features=features, eps=draw(st.sampled_from(eps)), affine=affine,
+                    bias=affine and draw(st.booleans()), dtype=draw(st.sampled_from(dtypes_)),
+                    scale=(scale := draw(st.sampled_from((0.1, 1.0, 30.0)))),
+                    offset=scale * draw(st.sampled_from((0.0, 3.0, 30.0))), seed=draw(seeds()))

@@ -169,3 +169,27 @@ FFN = {
 }
 FFN_GRAD = {dtype: Tolerance(rtol=4 * tol.rtol, atol=4 * tol.atol, reason="the chain rule through both layers")
             for dtype, tol in FFN.items()}
+
+
+# --- chapter 05: normalization --------------------------------------------------------------------
+
+
+def norm(dtype: torch.dtype) -> Tolerance:
+    """A normalized output (values of order 1 to a few, times weight ~1 plus bias) against the
+    float64 reference. Full precision: the mean and variance are sums of <= 256 terms (a few
+    roundings each with pairwise summation), and an offset of up to 30 spreads costs a factor 30
+    when the mean is subtracted: 1024 eps. Half precision: the contract computes in float32, so
+    the result is float32-accurate and rounded once to the half dtype: 4 eps of that dtype.
+    A real bug (the unbiased variance, eps outside the root, the wrong axis) is off by > 1e-2.
+    """
+    if dtype in (torch.float16, torch.bfloat16):
+        return Tolerance(rtol=4 * _eps(dtype), atol=4 * _eps(dtype), reason="float32 math, rounded once to half")
+    return Tolerance(rtol=1024 * _eps(dtype), atol=1024 * _eps(dtype),
+                     reason="sums of <= 256 terms after subtracting a mean up to 30 spreads away")
+
+
+def norm_grad(dtype: torch.dtype) -> Tolerance:
+    """Gradients of a norm: the forward budget times 1/std (up to 10 for a spread of 0.1) and
+    one more reduction: 16 times `norm`."""
+    tol = norm(dtype)
+    return Tolerance(rtol=16 * tol.rtol, atol=16 * tol.atol, reason="the forward budget through 1/std and a reduction")

@@ -1,0 +1,129 @@
+"""Chapter 05 public tests: properties you can check yourself, and golden values.
+
+These run without the reference solution. Golden values live in
+`graders/snapshots/05_layer_normalization/` and are shown when a test fails. Your instructor's
+hidden tests check much more (PyTorch's own norms over shapes, eps and dtypes including half
+precision, invariances, gradients checked numerically, BatchNorm's running statistics over
+several steps, and where the norm sits in a residual block).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graders import checks, tolerances
+from graders.strategies import randn
+
+TASKS = ("LayerNorm", "RMSNorm", "BatchNorm", "ResidualBlock")
+SECTIONS = {"LayerNorm": "layernorm", "RMSNorm": "rmsnorm", "BatchNorm": "batchnorm", "ResidualBlock": "residual"}
+
+
+@pytest.mark.points(0)
+@pytest.mark.task("static")
+def test_no_banned_apis(static_scan, chapter):
+    """The module parses and calls none of the chapter's banned APIs (F.layer_norm, nn.LayerNorm, ...)."""
+    checks.static_clean(static_scan, chapter.module)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("LayerNorm")
+def test_layernorm_parameters(student):
+    """LayerNorm(6) has weight (6,) = ones and bias (6,) = zeros; elementwise_affine=False has none."""
+    result = student.module("LayerNorm", {"normalized_shape": 6}, calls=[], state_dict_shapes=True,
+                            attrs=("self.weight", "self.bias"))
+    if result.state_dict_shapes != {"weight": [6], "bias": [6]}:
+        checks.fail(f"state_dict shapes are {result.state_dict_shapes}, expected {{'weight': [6], 'bias': [6]}}")
+    checks.assert_equal(result.attrs["self.weight"], torch.ones(6), what="initial weight", reveal=True)
+    checks.assert_equal(result.attrs["self.bias"], torch.zeros(6), what="initial bias", reveal=True)
+    plain = student.module("LayerNorm", {"normalized_shape": 6, "elementwise_affine": False}, calls=[],
+                           state_dict_shapes=True)
+    if plain.state_dict_shapes:
+        checks.fail(f"LayerNorm(6, elementwise_affine=False) has parameters {plain.state_dict_shapes}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("LayerNorm")
+def test_layernorm_golden(student, snapshot):
+    """LayerNorm(8) with fixed weight and bias on fixed x matches the golden output."""
+    t = snapshot.inputs(x=randn((2, 3, 8), seed=1, scale=3.0), weight=randn((8,), seed=2) + 1, bias=randn((8,), seed=3))
+    result = student.module("LayerNorm", {"normalized_shape": 8}, state_dict={"weight": t["weight"], "bias": t["bias"]},
+                            calls=[{"fn": "self.forward", "args": [t["x"]]}])
+    snapshot.assert_match({"out": result.output}, {torch.float32: tolerances.norm(torch.float32)})
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("LayerNorm")
+def test_layernorm_rows_have_zero_mean_unit_variance(student):
+    """Without the affine part, each row of the output has mean 0 and (biased) variance 1."""
+    x = randn((4, 16), seed=4, scale=5.0, dtype=torch.float64) + 2.0
+    result = student.module("LayerNorm", {"normalized_shape": 16, "eps": 1e-12, "elementwise_affine": False},
+                            dtype=torch.float64, calls=[{"fn": "self.forward", "args": [x]}])
+    y = checks.check_tensor(result.output, what="LayerNorm(x)", shape=(4, 16))
+    tol = tolerances.norm(torch.float64)
+    checks.assert_close(y.mean(dim=-1), torch.zeros(4, dtype=torch.float64), tol, what="row means", reveal=True)
+    checks.assert_close(y.var(dim=-1, unbiased=False), torch.ones(4, dtype=torch.float64), tol,
+                        what="row variances (divide by n)", reveal=True)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("RMSNorm")
+def test_rmsnorm_golden(student, snapshot):
+    """RMSNorm(8) with a fixed weight on fixed x matches the golden output (no mean subtracted)."""
+    t = snapshot.inputs(x=randn((2, 3, 8), seed=5, scale=3.0) + 1.0, weight=randn((8,), seed=6) + 1)
+    result = student.module("RMSNorm", {"d_model": 8}, state_dict={"weight": t["weight"]},
+                            calls=[{"fn": "self.forward", "args": [t["x"]]}])
+    snapshot.assert_match({"out": result.output}, {torch.float32: tolerances.norm(torch.float32)})
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("RMSNorm")
+def test_rmsnorm_keeps_half_precision(student):
+    """A float16 input comes back as float16, finite even at |x| = 1000 (its square overflows float16)."""
+    x = torch.tensor([[1000.0, -1000.0, 500.0, 0.0]], dtype=torch.float16)
+    result = student.module("RMSNorm", {"d_model": 4}, calls=[{"fn": "self.forward", "args": [x]}])
+    y = checks.check_tensor(result.output, what="RMSNorm(x) for float16 x", shape=(1, 4), dtype=torch.float16)
+    checks.assert_finite(y, what="RMSNorm(x) at |x| = 1000 in float16")
+    expected = x.float() / x.float().pow(2).mean().sqrt()
+    checks.assert_close(y, expected, tolerances.norm(torch.float16), what="RMSNorm(x) in float16", reveal=True,
+                        hint="compute in float32 (x.float()), return in x's dtype")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("BatchNorm")
+def test_batchnorm_training_step_golden(student, snapshot):
+    """One training step of BatchNorm(4) on (3, 5, 4): the output and the updated running statistics."""
+    x = snapshot.inputs(x=randn((3, 5, 4), seed=7, scale=2.0) + 1.0)["x"]
+    result = student.module("BatchNorm", {"num_features": 4}, train=True, calls=[{"fn": "self.forward", "args": [x]}],
+                            attrs=("self.running_mean", "self.running_var"))
+    snapshot.assert_match({"out": result.output, "running_mean": result.attrs["self.running_mean"],
+                           "running_var": result.attrs["self.running_var"]},
+                          {torch.float32: tolerances.norm(torch.float32)},
+                          hint="running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("ResidualBlock")
+@pytest.mark.parametrize("prenorm", [True, False])
+def test_residual_block_golden(student, snapshot, prenorm):
+    """ResidualBlock(Linear(6, 6), 6, prenorm=...) with fixed weights matches the golden output."""
+    t = snapshot.inputs(x=randn((2, 3, 6), seed=9), w=randn((6, 6), seed=10, scale=0.4), b=randn((6,), seed=11))
+    result = student.module("ResidualBlock", {"sublayer": {"$obj": "linear"}, "d_model": 6, "prenorm": prenorm},
+                            objects={"linear": {"cls": "Linear", "module": "torch.nn", "init": {"in_features": 6,
+                                                                                             "out_features": 6}}},
+                            state_dict={"sublayer.weight": t["w"], "sublayer.bias": t["b"], "norm.weight": torch.ones(6),
+                                        "norm.bias": torch.zeros(6)},
+                            calls=[{"fn": "self.forward", "args": [t["x"]]}])
+    snapshot.assert_match({"out": result.output}, {torch.float32: tolerances.norm(torch.float32)},
+                          hint="pre-norm: x + sublayer(norm(x)); post-norm: norm(x + sublayer(x))")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("ResidualBlock")
+def test_residual_block_rejects_unknown_norm(student):
+    """ResidualBlock(..., norm="groupnorm") raises ValueError."""
+    objects = {"linear": {"cls": "Linear", "module": "torch.nn", "init": {"in_features": 4, "out_features": 4}}}
+    checks.expect_value_error(
+        lambda: student.module("ResidualBlock", {"sublayer": {"$obj": "linear"}, "d_model": 4, "norm": "groupnorm"},
+                               objects=objects, calls=[]),
+        what='ResidualBlock(Linear(4, 4), 4, norm="groupnorm")')

@@ -1,0 +1,50 @@
+"""Chapter 05's graders, tested end to end through the CLI: every mutant loses points with
+feedback that teaches, and valid variants keep full marks (reference and stub: `test_chapters.py`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REFERENCE, assert_feedback_teaches, chapter_entry, failing, grade_edit
+from tests.mutants.ch05 import MUTANTS, VALID_VARIANTS
+
+CHAPTER = "layer_normalization"
+MODULE = "normalization"
+SOURCE = (REFERENCE / f"{MODULE}.py").read_text()
+
+
+def test_banned_layer_norm_fails_only_its_class(tmp_path):
+    # F.layer_norm inside LayerNorm: the static test and LayerNorm's tests fail, RMSNorm's pass.
+    source = SOURCE.replace("        y = (h - mean) * torch.rsqrt(var + self.eps)  # same shape as x\n",
+                            "        y = torch.nn.functional.layer_norm(h, self.normalized_shape, eps=self.eps)\n")
+    chapter = grade_edit(tmp_path, CHAPTER, MODULE, source)
+    by_name = {t["name"]: t for t in chapter["tests"]}
+    assert by_name["test_no_banned_apis"]["status"] == "failed"
+    assert "layer_norm" in by_name["test_no_banned_apis"]["message"]
+    assert by_name["test_rmsnorm_golden"]["status"] == "passed"
+
+
+def test_mutant_count():
+    assert len(MUTANTS) >= 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
+def test_mutant_loses_points(mutant, tmp_path, reference_grade):
+    chapter = grade_edit(tmp_path, CHAPTER, MODULE, mutant.apply(SOURCE))
+    assert chapter["score"] < chapter_entry(reference_grade, CHAPTER)["score"], (
+        f"{mutant.name} ({mutant.description}) survived")
+    assert_feedback_teaches(chapter)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VALID_VARIANTS, ids=lambda m: m.name)
+def test_valid_variant_keeps_full_marks(variant, tmp_path):
+    """A correct solution written another way is never rejected."""
+    chapter = grade_edit(tmp_path, CHAPTER, MODULE, variant.apply(SOURCE))
+    assert not failing(chapter), f"{variant.name} ({variant.description}) was rejected"
+
+
+def test_mutants_apply_cleanly():
+    for mutant in [*MUTANTS, *VALID_VARIANTS]:
+        assert mutant.apply(SOURCE) != SOURCE
