@@ -210,7 +210,7 @@ def feedforward_parameter_count(d_model: int, d_ff: int, bias: bool = True) -> i
     """
     ### BEGIN SOLUTION
     # hint: fc1 has d_model * d_ff weights (+ d_ff biases), fc2 d_ff * d_model (+ d_model)
-    return 2 * d_model * d_ff + ((d_ff + d_model) if bias else 0)
+    return 2 * d_model * d_ff + (d_ff + d_model if bias else 0)
     ### END SOLUTION
 
 
@@ -223,5 +223,5 @@ def swiglu_parameter_count(d_model: int, d_ff: int, bias: bool = False) -> int:
     """
     ### BEGIN SOLUTION
     # hint: w1 and w3 have d_model * d_ff weights each (+ d_ff biases), w2 d_ff * d_model (+ d_model)
-    return 3 * d_model * d_ff + ((2 * d_ff + d_model) if bias else 0)
+    return 3 * d_model * d_ff + (2 * d_ff + d_model if bias else 0)
     ### END SOLUTION

@@ -160,10 +160,10 @@ class BatchNorm(nn.Module):
                                  f"{tuple(x.shape)}")
             mean = h.mean(dim=dims)  # (C,)
             var = h.var(dim=dims, unbiased=False)  # (C,)
-            with torch.no_grad():
-                unbiased = var * count / (count - 1)
-                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.to(self.running_mean.dtype))
-                self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased.to(self.running_var.dtype))
+            # the running statistics are buffers, not part of the graph: update them from detached values
+            unbiased = var.detach() * count / (count - 1)  # (C,) what nn.BatchNorm1d keeps
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach().to(self.running_mean.dtype))
+            self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased.to(self.running_var.dtype))
         else:
             mean, var = self.running_mean.to(h.dtype), self.running_var.to(h.dtype)  # (C,) each
         y = (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias  # (..., C)

@@ -162,14 +162,14 @@ MUTANTS: list[Mutant] = [
     Mutant(
         name="feedforward_count_without_biases",
         description="feedforward_parameter_count forgets the biases",
-        old="return 2 * d_model * d_ff + ((d_ff + d_model) if bias else 0)",
+        old="return 2 * d_model * d_ff + (d_ff + d_model if bias else 0)",
         new="return 2 * d_model * d_ff",
     ),
     Mutant(
         name="swiglu_count_two_matrices",
         description="swiglu_parameter_count counts two matrices like the classic FFN",
-        old="return 3 * d_model * d_ff + ((2 * d_ff + d_model) if bias else 0)",
-        new="return 2 * d_model * d_ff + ((2 * d_ff + d_model) if bias else 0)",
+        old="return 3 * d_model * d_ff + (2 * d_ff + d_model if bias else 0)",
+        new="return 2 * d_model * d_ff + (2 * d_ff + d_model if bias else 0)",
     ),
 ]
 

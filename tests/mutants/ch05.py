@@ -83,16 +83,16 @@ MUTANTS: list[Mutant] = [
     Mutant(
         name="batchnorm_running_var_biased",
         description="the running variance takes the biased batch variance",
-        old="unbiased = var * count / (count - 1)",
-        new="unbiased = var",
+        old="unbiased = var.detach() * count / (count - 1)",
+        new="unbiased = var.detach()",
     ),
     Mutant(
         name="batchnorm_momentum_reversed",
         description="running = momentum * running + (1 - momentum) * batch",
-        old=("self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.to(self.running_mean.dtype))\n"
-             "                self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased.to(self.running_var.dtype))"),
-        new=("self.running_mean.mul_(self.momentum).add_((1 - self.momentum) * mean.to(self.running_mean.dtype))\n"
-             "                self.running_var.mul_(self.momentum).add_((1 - self.momentum) * unbiased.to(self.running_var.dtype))"),
+        old=("self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach().to(self.running_mean.dtype))\n"
+             "            self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased.to(self.running_var.dtype))"),
+        new=("self.running_mean.mul_(self.momentum).add_((1 - self.momentum) * mean.detach().to(self.running_mean.dtype))\n"
+             "            self.running_var.mul_(self.momentum).add_((1 - self.momentum) * unbiased.to(self.running_var.dtype))"),
     ),
     Mutant(
         name="batchnorm_eval_uses_batch_statistics",
