@@ -57,7 +57,9 @@ The model is built from the course's own modules (chapter 02's ``MultiHeadAttent
 ``causal_mask``, chapter 04's FFNs and parameter counts), imported from ``--impl`` (default
 ``reference_solutions/``, or ``assignments/`` in the student release): run it on your own
 implementation once chapters 02 and 04 pass. Token and position embeddings (a learned table),
-LayerNorm and the output head are plain ``torch.nn``.
+LayerNorm and the output head are plain ``torch.nn``. What it shares with chapter 03's experiment
+(loading ``--impl``, the learning-rate schedule, progress, where the outputs go) is in
+``experiment_common.py``.
 
 Notation used in the shape comments:
     B   batch size
@@ -74,8 +76,6 @@ the outputs (JSON, ``plot_results``, ``table_markdown``, both importable without
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import math
 import random
 import sys
@@ -90,17 +90,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository root
-DEFAULT_RESULTS = ROOT / "site" / "docs" / "results" / "ffn_ablation.json"
-DEFAULT_PLOT = ROOT / "site" / "docs" / "figures" / "ffn_ablation.png"
-OWN_RUNS = ROOT / "reports" / "experiment_ffn"  # runs on any --impl but the reference
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `experiment_common`, however this file is loaded
+import experiment_common as common  # noqa: E402
+
+DEFAULT_RESULTS = common.ROOT / "site" / "docs" / "results" / "ffn_ablation.json"
+DEFAULT_PLOT = common.ROOT / "site" / "docs" / "figures" / "ffn_ablation.png"
+OWN_RUNS = common.ROOT / "reports" / "experiment_ffn"  # runs on any --impl but the reference
 CLASSIC = ("relu", "gelu", "gelu_tanh", "silu")  # FeedForward's activations
 VARIANTS = (*CLASSIC, "swiglu")
-# One thread, on purpose: measured here, with the other core busy, two threads that wait on
-# each other ran this small model ten times slower than one; and a fixed count keeps the
-# numbers independent of the machine's size (kernels may split a reduction differently).
-THREADS = 1
-EXIT_NOT_IMPLEMENTED = 2
 # What the experiment calls in each course module (chapter 02, chapter 04).
 REQUIRED = {
     "multi_head_attention": ("MultiHeadAttention", "causal_mask"),
@@ -149,11 +146,6 @@ class Config:
 # pipeline runs end to end, its losses mean nothing.
 QUICK = Config(corpus_chars=20_000, block_size=32, d_model=32, num_heads=2, num_layers=1, batch_size=16, steps=30,
                warmup_steps=5, log_every=5)
-
-
-class ImplementationMissing(RuntimeError):
-    """The modules under --impl are missing, still raise NotImplementedError, or disagree with
-    themselves (a parameter count that does not match the module it counts)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -315,25 +307,6 @@ def consecutive_windows(data: Tensor, cfg: Config) -> tuple[Tensor, Tensor]:
 # --------------------------------------------------------------------------------------
 
 
-def load_impl(impl: Path) -> dict[str, ModuleType]:
-    """Import the flat modules named in REQUIRED from ``impl``, by name.
-
-    A module of the same name imported earlier from another folder is dropped first, so the
-    experiment runs on the folder it was given.
-    """
-    sys.path.insert(0, str(impl))
-    modules = {}
-    for name in REQUIRED:
-        previous = sys.modules.get(name)
-        if previous is not None and Path(getattr(previous, "__file__", "") or "").parent != impl:
-            del sys.modules[name]
-        try:
-            modules[name] = importlib.import_module(name)
-        except ImportError as error:
-            raise ImplementationMissing(f"cannot import {name} ({error})") from error
-    return modules
-
-
 def ffn_width(variant: str, ff: ModuleType, cfg: Config) -> int:
     """The hidden width: ``4 * d_model`` for the classic FFNs, two thirds of it for SwiGLU."""
     if variant == "swiglu":
@@ -408,23 +381,17 @@ def build_model(variant: str, modules: dict[str, ModuleType], vocab_size: int, c
 
 def check_impl(modules: dict[str, ModuleType], cfg: Config) -> None:
     """Build every variant, run one short forward pass and compare chapter 04's parameter counts
-    with the modules they count, so a stub or a slip stops the run before any training."""
-    missing = [f"{name}.{attribute}" for name, module in modules.items() for attribute in REQUIRED[name]
-               if not hasattr(module, attribute)]
-    if missing:
-        raise ImplementationMissing(f"missing {', '.join(missing)}")
+    with the modules they count, so a stub or a slip stops the run before any training
+    (``load_checked`` calls it)."""
     tokens = torch.zeros(1, 4, dtype=torch.long)  # (1, T)
-    try:
-        for variant in VARIANTS:
-            model = build_model(variant, modules, 2, cfg)
-            model(tokens)
-            built = sum(p.numel() for p in model.blocks[0].ffn.parameters())
-            counted = ffn_parameter_count(variant, modules["feedforward"], cfg)
-            if built != counted:
-                raise ImplementationMissing(f"the {variant} FFN has {built} parameters but chapter 04's count "
-                                            f"for it is {counted}")
-    except NotImplementedError as error:
-        raise ImplementationMissing(str(error) or "NotImplementedError") from error
+    for variant in VARIANTS:
+        model = build_model(variant, modules, 2, cfg)
+        model(tokens)
+        built = sum(p.numel() for p in model.blocks[0].ffn.parameters())
+        counted = ffn_parameter_count(variant, modules["feedforward"], cfg)
+        if built != counted:
+            raise common.ImplementationMissing(f"the {variant} FFN has {built} parameters but chapter 04's count "
+                                        f"for it is {counted}")
 
 
 def check_matched(ff: ModuleType, cfg: Config) -> None:
@@ -443,45 +410,13 @@ def check_matched(ff: ModuleType, cfg: Config) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def learning_rate(step: int, cfg: Config) -> float:
-    """Linear warm-up to ``cfg.lr`` over ``warmup_steps``, then a cosine to 0 at ``steps``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    done = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * done))
-
-
 def next_char_loss(model: CharDecoder, inputs: Tensor, targets: Tensor) -> Tensor:
     """Mean cross-entropy of the next character, in nats, over every position."""
     logits = model(inputs)  # (B, T, V)
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, V) vs (B*T,)
 
 
-class Progress:
-    """Progress on stderr: a bar redrawn in place on a terminal, then one line per variant (all
-    a log file gets)."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total = label, total
-        self.start = time.perf_counter()
-        self.live = sys.stderr.isatty()
-
-    def update(self, step: int, loss: float) -> None:
-        if self.live and (step % 10 == 0 or step == self.total):
-            filled = 30 * step // self.total
-            sys.stderr.write(f"\r{self.label:>10} [{'#' * filled:<30}] {step}/{self.total} loss {loss:.3f}")
-            sys.stderr.flush()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def finish(self, seconds: float, summary: str) -> None:
-        clear = "\r\x1b[K" if self.live else ""  # back over the bar, then erase what is left of it
-        sys.stderr.write(f"{clear}{self.label:>10}: {self.total} steps in {seconds:.1f} s; {summary}\n")
-        sys.stderr.flush()
-
-
-def train(model: CharDecoder, data: Tensor, cfg: Config, progress: Progress) -> dict[str, list]:
+def train(model: CharDecoder, data: Tensor, cfg: Config, progress: common.Progress) -> dict[str, list]:
     """AdamW on random windows of ``data`` from a generator seeded by ``cfg.seed``, so every
     variant sees the same batches in the same order. Returns the smoothed training curve:
     ``{"step": [...], "loss": [...]}``, each point the mean over the ``log_every`` steps that
@@ -495,7 +430,7 @@ def train(model: CharDecoder, data: Tensor, cfg: Config, progress: Progress) -> 
     model.train()
     for step in range(1, cfg.steps + 1):
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step - 1, cfg)
+            group["lr"] = common.learning_rate(step - 1, cfg.steps, cfg.warmup_steps, cfg.lr)
         inputs, targets = random_windows(data, cfg, generator)  # (B, T) each
         loss = next_char_loss(model, inputs, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -527,7 +462,7 @@ def validation_loss(model: CharDecoder, data: Tensor, cfg: Config) -> float:
 def run_variant(variant: str, modules: dict[str, ModuleType], splits: Splits, cfg: Config) -> dict:
     """Train one model and score it on the validation split: the JSON entry of one variant."""
     model = build_model(variant, modules, len(splits.vocabulary), cfg)
-    progress = Progress(variant, cfg.steps)
+    progress = common.Progress(variant, cfg.steps)
     curve = train(model, splits.train, cfg, progress)
     seconds = progress.elapsed()
     val = validation_loss(model, splits.val, cfg)
@@ -550,13 +485,7 @@ def run_variant(variant: str, modules: dict[str, ModuleType], splits: Splits, cf
 
 def results_document(cfg: Config, impl: Path, quick: bool, splits: Splits, variants: dict[str, dict]) -> dict:
     """The JSON written to --results: the configuration, the corpus, one entry per variant."""
-    config = asdict(cfg) | {
-        "classic_d_ff": cfg.classic_d_ff,
-        "quick": quick,
-        "impl": _display(impl),
-        "torch": torch.__version__,
-        "threads": THREADS,
-    }
+    config = asdict(cfg) | {"classic_d_ff": cfg.classic_d_ff} | common.run_metadata(impl, quick)
     corpus = {
         "train_chars": len(splits.train),
         "val_chars": len(splits.val),
@@ -566,14 +495,6 @@ def results_document(cfg: Config, impl: Path, quick: bool, splits: Splits, varia
         "sample": make_corpus(replace(cfg, corpus_chars=300)),
     }
     return {"config": config, "corpus": corpus, "variants": variants}
-
-
-def _display(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (no home directories in the JSON)."""
-    try:
-        return path.resolve().relative_to(ROOT).as_posix() + "/"
-    except ValueError:
-        return str(path)
 
 
 def _draw_curves(ax, results: dict) -> None:
@@ -616,10 +537,7 @@ def plot_results(results: dict, path: Path) -> Path:
                  f"{config['steps']} steps of {config['batch_size']} x {config['block_size']} characters",
                  fontsize=10)
     zoom.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-    return path
+    return common.save_figure(fig, path, DPI)
 
 
 def table_markdown(results: dict) -> str:
@@ -639,19 +557,9 @@ def table_markdown(results: dict) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def default_impl() -> Path:
-    """The reference where the tree has it; the student release has only assignments/."""
-    reference = ROOT / "reference_solutions"
-    return reference if reference.is_dir() else ROOT / "assignments"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", type=Path, default=None,
-                        help="folder with multi_head_attention.py and feedforward.py "
-                             "(default: reference_solutions/, else assignments/)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per variant")
-    parser.add_argument("--quick", action="store_true", help="a tiny model and a few steps: a smoke test")
+    common.add_run_options(parser, modules="multi_head_attention.py and feedforward.py", unit="variant")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for initialisation and batch order (the corpus stays the same)")
     parser.add_argument("--results", type=Path, default=None,
@@ -663,31 +571,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def config_from(args: argparse.Namespace) -> Config:
-    cfg = QUICK if args.quick else Config()
-    if args.steps is not None:
-        cfg = replace(cfg, steps=args.steps, warmup_steps=min(cfg.warmup_steps, max(1, args.steps // 10)))
-    if args.seed is not None:
-        cfg = replace(cfg, seed=args.seed)
-    return cfg
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = config_from(args)
-    impl = (args.impl or default_impl()).resolve()
-    # Only the reference's run is the site's recorded result; a student's own run goes to
-    # reports/, so the page keeps the numbers it was written about and git stays clean.
-    recorded = impl == (ROOT / "reference_solutions").resolve()
-    args.results = args.results or (DEFAULT_RESULTS if recorded else OWN_RUNS / "results.json")
-    args.plot = args.plot or (DEFAULT_PLOT if recorded else OWN_RUNS / "ffn_ablation.png")
-    torch.set_num_threads(THREADS)
-    try:
-        modules = load_impl(impl)
-        check_impl(modules, cfg)
-    except ImplementationMissing as error:
-        print(f"experiment-ffn needs chapters 02 and 04 implemented in {_display(impl)}: {error}", file=sys.stderr)
-        return EXIT_NOT_IMPLEMENTED
+    cfg = common.base_config(args, Config(), QUICK)
+    impl, modules = common.start_run(args, REQUIRED, lambda found: check_impl(found, cfg),
+                                     "experiment-ffn needs chapters 02 and 04", site_results=DEFAULT_RESULTS,
+                                     site_plot=DEFAULT_PLOT, own_runs=OWN_RUNS)
     check_matched(modules["feedforward"], cfg)
 
     start = time.perf_counter()
@@ -695,10 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = {variant: run_variant(variant, modules, splits, cfg) for variant in VARIANTS}
     results = results_document(cfg, impl, args.quick, splits, variants)
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
-    plot_results(results, args.plot)
-    print(table_markdown(results))
+    common.write_outputs(results, args.results, args.plot, plot_results, table_markdown)
     print(f"\n{results['wall_seconds']:.0f} s; wrote {args.results} and {args.plot}", file=sys.stderr)
     return 0
 

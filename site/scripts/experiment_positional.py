@@ -40,7 +40,8 @@ The model is built from the course's own modules (chapter 02's ``MultiHeadAttent
 ``causal_mask``, chapter 03's encodings), imported from ``--impl`` (default
 ``reference_solutions/``, or ``assignments/`` in the student release): run it on your own
 implementation once chapters 02 and 03 pass. Token embedding, LayerNorm, MLP and the output
-head are plain ``torch.nn``.
+head are plain ``torch.nn``. What it shares with chapter 04's experiment (loading ``--impl``,
+the learning-rate schedule, progress, where the outputs go) is in ``experiment_common.py``.
 
 Notation used in the shape comments:
     B   batch size
@@ -57,9 +58,6 @@ training); ``main``.
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -73,17 +71,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository root
-DEFAULT_RESULTS = ROOT / "site" / "docs" / "results" / "positional_extrapolation.json"
-DEFAULT_PLOT = ROOT / "site" / "docs" / "figures" / "positional_extrapolation.png"
-OWN_RUNS = ROOT / "reports" / "experiment_positional"  # runs on any --impl but the reference
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `experiment_common`, however this file is loaded
+import experiment_common as common  # noqa: E402
+
+DEFAULT_RESULTS = common.ROOT / "site" / "docs" / "results" / "positional_extrapolation.json"
+DEFAULT_PLOT = common.ROOT / "site" / "docs" / "figures" / "positional_extrapolation.png"
+OWN_RUNS = common.ROOT / "reports" / "experiment_positional"  # runs on any --impl but the reference
 ENCODINGS = ("none", "sinusoidal", "learned", "rope", "alibi")
-# One thread, on purpose. The model is so small that a second thread gains little, and when
-# another process holds a core, two threads that wait on each other ran 8x slower here. A
-# fixed count also keeps the numbers from depending on the machine's size (kernels may split
-# a reduction differently with another thread count).
-THREADS = 1
-EXIT_NOT_IMPLEMENTED = 2
 # What the experiment calls in each course module (chapter 02, chapter 03).
 REQUIRED = {
     "multi_head_attention": ("MultiHeadAttention", "causal_mask"),
@@ -129,10 +123,6 @@ QUICK = Config(d_model=32, num_heads=2, num_layers=1, d_ff=64, batch_size=16, st
                eval_sequences=32)
 
 
-class ImplementationMissing(RuntimeError):
-    """The modules under --impl are missing or still raise NotImplementedError."""
-
-
 # --------------------------------------------------------------------------------------
 # the tasks: (tokens, targets), both (B, T), targets IGNORE where nothing is scored
 # --------------------------------------------------------------------------------------
@@ -170,25 +160,6 @@ TASKS: dict[str, Callable[[Config, int, int, torch.Generator], tuple[Tensor, Ten
 # --------------------------------------------------------------------------------------
 # the model
 # --------------------------------------------------------------------------------------
-
-
-def load_impl(impl: Path) -> tuple[ModuleType, ModuleType]:
-    """Import the flat modules ``multi_head_attention`` and ``positional_encoding`` from ``impl``.
-
-    A module of the same name imported earlier from another folder is dropped first, so the
-    experiment runs on the folder it was given.
-    """
-    sys.path.insert(0, str(impl))
-    modules = []
-    for name in REQUIRED:
-        previous = sys.modules.get(name)
-        if previous is not None and Path(getattr(previous, "__file__", "") or "").parent != impl:
-            del sys.modules[name]
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError as error:
-            raise ImplementationMissing(f"cannot import {name} ({error})") from error
-    return modules[0], modules[1]
 
 
 class Block(nn.Module):
@@ -253,19 +224,12 @@ def build_model(encoding: str, mha: ModuleType, pe: ModuleType, cfg: Config) -> 
     return TinyDecoder(encoding, mha, pe, cfg)
 
 
-def check_impl(mha: ModuleType, pe: ModuleType, cfg: Config) -> None:
+def check_impl(modules: dict[str, ModuleType], cfg: Config) -> None:
     """Build every variant and run one short forward pass, so a stub stops the run before any
-    training, with the stub's own message."""
-    missing = [f"{module.__name__}.{name}" for module in (mha, pe) for name in REQUIRED[module.__name__]
-               if not hasattr(module, name)]
-    if missing:
-        raise ImplementationMissing(f"missing {', '.join(missing)}")
+    training, with the stub's own message (``load_checked`` calls it, by module name)."""
     tokens = torch.zeros(1, 4, dtype=torch.long)  # (1, T)
-    try:
-        for encoding in ENCODINGS:
-            build_model(encoding, mha, pe, cfg)(tokens)
-    except NotImplementedError as error:
-        raise ImplementationMissing(str(error) or "NotImplementedError") from error
+    for encoding in ENCODINGS:
+        build_model(encoding, modules["multi_head_attention"], modules["positional_encoding"], cfg)(tokens)
 
 
 # --------------------------------------------------------------------------------------
@@ -273,44 +237,12 @@ def check_impl(mha: ModuleType, pe: ModuleType, cfg: Config) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def learning_rate(step: int, cfg: Config) -> float:
-    """Linear warm-up to ``cfg.lr``, then cosine decay to 0 at ``cfg.steps``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def loss_of(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean cross-entropy over the scored positions (targets != IGNORE)."""
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)  # (B*T, V) vs (B*T,)
 
 
-class Progress:
-    """Training progress on stderr: a bar redrawn in place on a terminal, and one summary line
-    per encoding (all a log file gets)."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.start = label, total, time.perf_counter()
-        self.live = sys.stderr.isatty()
-
-    def update(self, step: int) -> None:
-        if self.live and (step % 10 == 0 or step == self.total):
-            filled = 30 * step // self.total
-            sys.stderr.write(f"\r{self.label:>10} [{'#' * filled}{'.' * (30 - filled)}] {step}/{self.total}")
-            sys.stderr.flush()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def done(self, train_seconds: float, summary: str) -> None:
-        prefix = "\r" if self.live else ""
-        sys.stderr.write(f"{prefix}{self.label:>10}: {self.total} steps in {train_seconds:.1f} s "
-                         f"({self.total / train_seconds:.1f} steps/s); {summary}\n")
-        sys.stderr.flush()
-
-
-def train(model: TinyDecoder, cfg: Config, progress: Progress) -> None:
+def train(model: TinyDecoder, cfg: Config, progress: common.Progress) -> None:
     """AdamW on fresh batches of length ``cfg.train_len`` from a generator seeded by ``cfg.seed``,
     so every encoding trains on the same batches."""
     make_batch = TASKS[cfg.task]
@@ -321,7 +253,7 @@ def train(model: TinyDecoder, cfg: Config, progress: Progress) -> None:
     model.train()
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, cfg)
+            group["lr"] = common.learning_rate(step, cfg.steps, cfg.warmup_steps, cfg.lr)
         tokens, targets = make_batch(cfg, cfg.batch_size, cfg.train_len, generator)  # (B, T) each
         loss = loss_of(model(tokens), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -355,11 +287,11 @@ def evaluate(model: TinyDecoder, cfg: Config, seq_len: int) -> dict[str, float]:
 def run_encoding(encoding: str, mha: ModuleType, pe: ModuleType, cfg: Config) -> dict:
     """Train one model and evaluate it at every length: the JSON entry of one encoding."""
     model = build_model(encoding, mha, pe, cfg)
-    progress = Progress(encoding, cfg.steps)
+    progress = common.Progress(encoding, cfg.steps)
     train(model, cfg, progress)
     train_seconds = progress.elapsed()
     scores = {seq_len: evaluate(model, cfg, seq_len) for seq_len in cfg.eval_lens}
-    progress.done(train_seconds, ", ".join(f"acc@{n} {s['accuracy']:.1%}" for n, s in scores.items()))
+    progress.finish(train_seconds, ", ".join(f"acc@{n} {s['accuracy']:.1%}" for n, s in scores.items()), rate=True)
     return {
         "accuracy": {str(n): round(s["accuracy"], 4) for n, s in scores.items()},
         "accuracy_beyond_train": {str(n): round(s["accuracy_beyond_train"], 4) for n, s in scores.items()
@@ -382,20 +314,8 @@ def results_document(cfg: Config, impl: Path, quick: bool, encodings: dict[str, 
         "vocab_size": cfg.vocab_size,
         # A model that knows what to look for but not where: right one time in num_values.
         "chance_accuracy": round(1 / cfg.num_values, 4),
-        "quick": quick,
-        "impl": _display(impl),
-        "torch": torch.__version__,
-        "threads": THREADS,
-    }
+    } | common.run_metadata(impl, quick)
     return {"config": config, "encodings": encodings}
-
-
-def _display(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (no home directories in the JSON)."""
-    try:
-        return path.resolve().relative_to(ROOT).as_posix() + "/"
-    except ValueError:
-        return str(path)
 
 
 def plot_results(results: dict, path: Path) -> Path:
@@ -432,10 +352,7 @@ def plot_results(results: dict, path: Path) -> Path:
     ax.set_title(f"{TITLES.get(config['task'], config['task'])}, trained at length {config['train_len']}",
                  fontsize=10)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-    return path
+    return common.save_figure(fig, path, DPI)
 
 
 def table_markdown(results: dict) -> str:
@@ -458,19 +375,9 @@ def table_markdown(results: dict) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def default_impl() -> Path:
-    """The reference where the tree has it; the student release has only assignments/."""
-    reference = ROOT / "reference_solutions"
-    return reference if reference.is_dir() else ROOT / "assignments"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", type=Path, default=None,
-                        help="folder with multi_head_attention.py and positional_encoding.py "
-                             "(default: reference_solutions/, else assignments/)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per encoding")
-    parser.add_argument("--quick", action="store_true", help="a tiny model and a few steps: a smoke test")
+    common.add_run_options(parser, modules="multi_head_attention.py and positional_encoding.py", unit="encoding")
     parser.add_argument("--results", type=Path, default=None,
                         help="where the JSON goes (default: the site's recorded result for the reference, "
                              "reports/experiment_positional/ for any other --impl)")
@@ -483,42 +390,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    cfg = QUICK if args.quick else Config()
-    if args.steps is not None:
-        cfg = replace(cfg, steps=args.steps, warmup_steps=min(cfg.warmup_steps, max(1, args.steps // 10)))
-    if args.seed is not None:
-        cfg = replace(cfg, seed=args.seed)
-    if args.task is not None:
-        cfg = replace(cfg, task=args.task)
-    return cfg
+    cfg = common.base_config(args, Config(), QUICK)
+    return cfg if args.task is None else replace(cfg, task=args.task)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config_from(args)
-    impl = (args.impl or default_impl()).resolve()
-    # Only the reference's run is the site's recorded result; a student's own run goes to
-    # reports/, so the page keeps the numbers it was written about and git stays clean.
-    recorded = impl == (ROOT / "reference_solutions").resolve()
-    args.results = args.results or (DEFAULT_RESULTS if recorded else OWN_RUNS / "results.json")
-    args.plot = args.plot or (DEFAULT_PLOT if recorded else OWN_RUNS / "positional_extrapolation.png")
-    torch.set_num_threads(THREADS)
-    try:
-        mha, pe = load_impl(impl)
-        check_impl(mha, pe, cfg)
-    except ImplementationMissing as error:
-        print(f"experiment-positional needs chapters 02 and 03 implemented in {_display(impl)}: {error}",
-              file=sys.stderr)
-        return EXIT_NOT_IMPLEMENTED
+    impl, modules = common.start_run(args, REQUIRED, lambda found: check_impl(found, cfg),
+                                     "experiment-positional needs chapters 02 and 03", site_results=DEFAULT_RESULTS,
+                                     site_plot=DEFAULT_PLOT, own_runs=OWN_RUNS)
+    mha, pe = modules["multi_head_attention"], modules["positional_encoding"]
 
     start = time.perf_counter()
     encodings = {encoding: run_encoding(encoding, mha, pe, cfg) for encoding in ENCODINGS}
     results = results_document(cfg, impl, args.quick, encodings)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.plot.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
-    plot_results(results, args.plot)
-    print(table_markdown(results))
+    common.write_outputs(results, args.results, args.plot, plot_results, table_markdown)
     print(f"\n{time.perf_counter() - start:.0f} s; wrote {args.results} and {args.plot}", file=sys.stderr)
     return 0
 

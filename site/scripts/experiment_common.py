@@ -1,0 +1,261 @@
+"""What the course's experiment scripts share: where the tree is, how they load and check a
+student's modules, the learning-rate schedule, progress on stderr, where their outputs go and
+the common part of their command line.
+
+Each experiment (``experiment_positional.py``, chapter 03; ``experiment_ffn.py``, chapter 04;
+the others alike) trains or measures tiny models built from the course's own flat modules,
+imported from a folder given by ``--impl`` (default ``reference_solutions/``, or
+``assignments/`` in the student release). Everything here means the same in every experiment;
+the tasks, models, plots and tables stay in the scripts. Standard library and torch only
+(``save_figure`` takes a matplotlib Figure but needs no import of matplotlib).
+
+The scripts import this module by name, so its folder must be on ``sys.path``: it is when a
+script runs as ``python site/scripts/experiment_X.py``, and each script adds it otherwise
+(``figures.py`` and the tests load the scripts by path).
+
+Structure, top to bottom: the tree and the run's constants; loading and checking ``--impl``;
+training helpers; the outputs; the command line (shared options, the start and end of ``main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import TypeVar
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
+REFERENCE = ROOT / "reference_solutions"
+# One thread, on purpose. The models are so small that a second thread gains little, and when
+# another process holds a core, two threads that wait on each other ran 8-10x slower here. A
+# fixed count also keeps the numbers from depending on the machine's size (kernels may split
+# a reduction differently with another thread count).
+THREADS = 1
+EXIT_NOT_IMPLEMENTED = 2  # the exit status when --impl cannot run the experiment yet
+ConfigT = TypeVar("ConfigT")  # an experiment's Config, a frozen dataclass
+
+
+class ImplementationMissing(RuntimeError):
+    """The modules under --impl are missing, still raise NotImplementedError, or fail the
+    experiment's own check of them (a parameter count that does not match the module it counts)."""
+
+
+# --------------------------------------------------------------------------------------
+# loading and checking --impl
+# --------------------------------------------------------------------------------------
+
+
+def default_impl() -> Path:
+    """The reference where the tree has it; the student release has only assignments/."""
+    return REFERENCE if REFERENCE.is_dir() else ROOT / "assignments"
+
+
+def load_impl(impl: Path, names: Sequence[str]) -> dict[str, ModuleType]:
+    """Import the flat modules ``names`` from the folder ``impl``, by name.
+
+    ``impl`` goes first on ``sys.path``, and a module of the same name imported earlier from
+    another folder is dropped first, so the experiment runs on the folder it was given. Raises
+    ImplementationMissing when a module cannot be imported.
+    """
+    sys.path.insert(0, str(impl))
+    modules = {}
+    for name in names:
+        previous = sys.modules.get(name)
+        if previous is not None and Path(getattr(previous, "__file__", "") or "").parent != impl:
+            del sys.modules[name]
+        try:
+            modules[name] = importlib.import_module(name)
+        except ImportError as error:
+            raise ImplementationMissing(f"cannot import {name} ({error})") from error
+    return modules
+
+
+def require(modules: Mapping[str, ModuleType], required: Mapping[str, Sequence[str]]) -> None:
+    """Raise ImplementationMissing naming every ``module.attribute`` of ``required`` that
+    ``modules`` (by module name) lacks."""
+    missing = [f"{name}.{attribute}" for name, module in modules.items() for attribute in required[name]
+               if not hasattr(module, attribute)]
+    if missing:
+        raise ImplementationMissing(f"missing {', '.join(missing)}")
+
+
+@contextmanager
+def stub_is_missing() -> Iterator[None]:
+    """Turn a NotImplementedError raised inside the block into ImplementationMissing, keeping
+    the stub's own message."""
+    try:
+        yield
+    except NotImplementedError as error:
+        raise ImplementationMissing(str(error) or "NotImplementedError") from error
+
+
+def load_checked(impl: Path, required: Mapping[str, Sequence[str]],
+                 check: Callable[[dict[str, ModuleType]], None], needs: str) -> dict[str, ModuleType] | None:
+    """The modules of ``required`` from ``impl``, with every attribute it names, passed through
+    ``check`` (which builds and runs what the experiment will, so a stub stops the run before
+    any training).
+
+    When anything is missing, prints one line to stderr, ``{needs} implemented in {impl}:
+    {why}``, with no traceback, and returns None: the caller exits with EXIT_NOT_IMPLEMENTED.
+    """
+    try:
+        modules = load_impl(impl, tuple(required))
+        require(modules, required)
+        with stub_is_missing():
+            check(modules)
+    except ImplementationMissing as error:
+        print(f"{needs} implemented in {display_path(impl)}: {error}", file=sys.stderr)
+        return None
+    return modules
+
+
+# --------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------
+
+
+def learning_rate(step: int, steps: int, warmup_steps: int, lr: float) -> float:
+    """The rate at ``step`` (counting from 0): a linear warm-up to ``lr`` over ``warmup_steps``,
+    then a cosine decay to 0 at ``steps``."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Progress:
+    """Training progress on stderr: a bar redrawn in place on a terminal, then one summary line
+    per model (all a log file gets)."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.start = label, total, time.perf_counter()
+        self.live = sys.stderr.isatty()
+
+    def update(self, step: int, loss: float | None = None) -> None:
+        """Redraw the bar after ``step`` of ``total`` steps (every 10th and the last), with the
+        latest loss where one is given."""
+        if self.live and (step % 10 == 0 or step == self.total):
+            filled = 30 * step // self.total
+            shown = "" if loss is None else f" loss {loss:.3f}"
+            sys.stderr.write(f"\r{self.label:>10} [{'#' * filled}{'.' * (30 - filled)}] {step}/{self.total}{shown}")
+            sys.stderr.flush()
+
+    def elapsed(self) -> float:
+        """Seconds since the bar was made."""
+        return time.perf_counter() - self.start
+
+    def finish(self, seconds: float, summary: str, *, rate: bool = False) -> None:
+        """The summary line: steps and ``seconds`` (and the steps per second, with ``rate``),
+        then ``summary``."""
+        clear = "\r\x1b[K" if self.live else ""  # back over the bar, then erase what is left of it
+        speed = f" ({self.total / seconds:.1f} steps/s)" if rate else ""
+        sys.stderr.write(f"{clear}{self.label:>10}: {self.total} steps in {seconds:.1f} s{speed}; {summary}\n")
+        sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (no home directories in the JSON)."""
+    try:
+        return path.resolve().relative_to(ROOT).as_posix() + "/"
+    except ValueError:
+        return str(path)
+
+
+def output_paths(impl: Path, results: Path | None, plot: Path | None, *, site_results: Path, site_plot: Path,
+                 own_runs: Path) -> tuple[Path, Path]:
+    """Where the JSON and the PNG go: ``results`` and ``plot`` where given, else the defaults.
+
+    Only the reference's run is the site's recorded result (``site_results``, ``site_plot``); a
+    run on any other ``impl`` goes to ``own_runs`` (``results.json`` and a PNG named as the
+    site's), so the page keeps the numbers it was written about and git stays clean.
+    """
+    recorded = impl.resolve() == REFERENCE.resolve()
+    default_results = site_results if recorded else own_runs / "results.json"
+    default_plot = site_plot if recorded else own_runs / site_plot.name
+    return results or default_results, plot or default_plot
+
+
+def run_metadata(impl: Path, quick: bool) -> dict:
+    """What the results JSON records about the run itself, after the configuration."""
+    return {"quick": quick, "impl": display_path(impl), "torch": torch.__version__, "threads": THREADS}
+
+
+def save_figure(fig, path: Path, dpi: int) -> Path:
+    """Lay out the matplotlib Figure ``fig`` and save it to ``path`` (its folder made first),
+    with no ``Software`` metadata, so the bytes depend only on what was drawn (and the installed
+    fonts). Returns ``path``."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    return path
+
+
+def write_outputs(results: dict, results_path: Path, plot_path: Path, plot: Callable[[dict, Path], Path],
+                  table: Callable[[dict], str]) -> None:
+    """Write ``results`` as JSON to ``results_path``, draw it with ``plot`` into ``plot_path`` and
+    print ``table`` of it (Markdown) on stdout."""
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, plot_path)
+    print(table(results))
+
+
+# --------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, modules: str, unit: str) -> None:
+    """``--impl`` (a folder holding ``modules``), ``--steps`` (per ``unit``: one model) and
+    ``--quick``, in that order, with their help."""
+    parser.add_argument("--impl", type=Path, default=None,
+                        help=f"folder with {modules} (default: reference_solutions/, else assignments/)")
+    parser.add_argument("--steps", type=int, default=None, help=f"training steps per {unit}")
+    parser.add_argument("--quick", action="store_true", help="a tiny model and a few steps: a smoke test")
+
+
+def base_config(args: argparse.Namespace, full: ConfigT, quick: ConfigT) -> ConfigT:
+    """``quick`` with ``--quick``, else ``full`` (frozen dataclasses with ``steps``,
+    ``warmup_steps`` and ``seed``), then ``--steps`` and ``--seed`` where given. ``--steps``
+    shortens the warm-up to at most a tenth of the run (and at least one step)."""
+    cfg = quick if args.quick else full
+    if args.steps is not None:
+        cfg = replace(cfg, steps=args.steps, warmup_steps=min(cfg.warmup_steps, max(1, args.steps // 10)))
+    if args.seed is not None:
+        cfg = replace(cfg, seed=args.seed)
+    return cfg
+
+
+def start_run(args: argparse.Namespace, required: Mapping[str, Sequence[str]],
+              check: Callable[[dict[str, ModuleType]], None], needs: str, *, site_results: Path, site_plot: Path,
+              own_runs: Path) -> tuple[Path, dict[str, ModuleType]]:
+    """The start every experiment's ``main`` shares: ``--impl`` resolved (``default_impl()`` when
+    absent), ``args.results`` and ``args.plot`` filled in by ``output_paths``, torch held to
+    THREADS, then the modules loaded and checked by ``load_checked``.
+
+    Returns the folder and its modules. When they cannot run the experiment, ends the program as
+    argparse does for a bad option: its one line printed, ``SystemExit(EXIT_NOT_IMPLEMENTED)``.
+    """
+    impl = (args.impl or default_impl()).resolve()
+    args.results, args.plot = output_paths(impl, args.results, args.plot, site_results=site_results,
+                                           site_plot=site_plot, own_runs=own_runs)
+    torch.set_num_threads(THREADS)
+    modules = load_checked(impl, required, check, needs)
+    if modules is None:
+        raise SystemExit(EXIT_NOT_IMPLEMENTED)
+    return impl, modules
