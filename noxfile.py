@@ -127,7 +127,7 @@ def release(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Grading time per chapter, and the reference attention's speed relative to PyTorch's kernel."""
+    """Grading time per chapter; attention and LayerNorm/RMSNorm speed as ratios to PyTorch's (--only, --json PATH)."""
     _instructor_only(session, "reference_solutions/")
     session.run(_python(session), "-m", "graders", "bench", *session.posargs, external=True)
 
@@ -144,3 +144,10 @@ def experiment_ffn(session: nox.Session) -> None:
     """Chapter 04: train a tiny character model per FFN variant at matched parameters (--quick, --impl DIR)."""
     _instructor_only(session, "site/scripts/experiment_ffn.py")
     session.run(_python(session), "site/scripts/experiment_ffn.py", *session.posargs, external=True)
+
+
+@nox.session(name="experiment-norm", default=False)
+def experiment_norm(session: nox.Session) -> None:
+    """Chapter 05: per-block gradient norms of deep pre-norm and post-norm stacks at initialisation (--impl DIR)."""
+    _instructor_only(session, "site/scripts/experiment_norm.py")
+    session.run(_python(session), "site/scripts/experiment_norm.py", *session.posargs, external=True)

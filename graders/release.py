@@ -49,6 +49,8 @@ ALLOWED = (
     "site/scripts/experiment_positional.py",
     # Chapter 04's FFN ablation, likewise rerun on the students' own chapter 02 and 04 modules.
     "site/scripts/experiment_ffn.py",
+    # Chapter 05's gradient-flow measurement, rerun on the students' own norms (no training).
+    "site/scripts/experiment_norm.py",
     # What the experiments share (loading --impl, the schedule, progress, output paths): they import it.
     "site/scripts/experiment_common.py",
     "noxfile.py",
