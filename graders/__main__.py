@@ -92,7 +92,8 @@ def _bench(args: argparse.Namespace) -> int:
         return 2  # it times the reference's attention
     from graders import bench
 
-    return bench.main(args.impl)
+    sections = tuple(args.only) or bench.SECTIONS
+    return bench.main(args.impl, sections, Path(args.json) if args.json else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                          help="where to build it (default: dist/student/; replaced on each build)")
     release.set_defaults(func=_release)
 
-    bench = commands.add_parser("bench", help="grading time per chapter, attention speed vs PyTorch")
+    bench = commands.add_parser("bench", help="grading time per chapter, attention and norm speed vs PyTorch")
     bench.add_argument("--impl", default=str(chapters.REFERENCE))
+    bench.add_argument("--only", action="append", default=[], choices=("grading", "attention", "norm"),
+                       help="run only this section; repeat for more (default: all)")
+    bench.add_argument("--json", default=None, help="also write the norm section's figures to this JSON file")
     bench.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)

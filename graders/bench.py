@@ -4,25 +4,49 @@
    CLI as a student would, after one warm-up run so the timing excludes first-import costs.
 2. The reference's scaled dot-product attention, forward + backward, against PyTorch's
    `F.scaled_dot_product_attention` on the same shapes (ratio > 1: the reference is slower).
+3. Chapter 05's `LayerNorm` and `RMSNorm` from the given tree, forward + backward, against
+   `nn.LayerNorm` and `nn.RMSNorm` on the same shapes and eps (ratio > 1: the tree's is slower).
+   `--json PATH` writes these figures (`norm_bench`'s dict) for the reading page, which shows
+   the recorded run (site/docs/results/norm_bench.json) with `norm_table_markdown`.
+
+`--only SECTION` (repeatable: grading, attention, norm) runs a part; the grading section is the
+slow one. The norm section imports the tree's normalization.py into this process, unsandboxed:
+run the bench on trees you trust (the reference, your own), as you would run their code.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from graders import chapters
 from graders.plugin import load_reference
 
 ATTENTION_SHAPES = ((4, 8, 128, 64), (8, 8, 256, 64), (2, 16, 512, 64))  # (B, H, T, Dh)
 REPEATS = 7
+# (B, T, D): GPT-2 small's width, BERT-large's, Llama-7B's. The largest is 8M floats, so the
+# whole section (two norms, two implementations, warm-up + REPEATS each) takes seconds.
+NORM_SHAPES = ((8, 512, 768), (32, 128, 1024), (2, 1024, 4096))
+# Each norm: the tree's class name, PyTorch's module, and the contract's default eps, passed to
+# both (nn.RMSNorm's own default is the dtype's machine epsilon, not 1e-6).
+NORMS = {
+    "layernorm": ("LayerNorm", nn.LayerNorm, 1e-5),
+    "rmsnorm": ("RMSNorm", nn.RMSNorm, 1e-6),
+}
+SECTIONS = ("grading", "attention", "norm")
 
 
 def grading_seconds(impl: Path, chapter: chapters.Chapter) -> float:
@@ -64,15 +88,135 @@ def attention_ratio(shape: tuple[int, int, int, int]) -> tuple[float, float]:
     return median_seconds(ours), median_seconds(theirs)
 
 
-def main(impl: str) -> int:
-    impl_path = Path(impl).resolve()
-    print(f"grading time per chapter ({impl_path.name}, warm, public + hidden):")
+def load_normalization(impl: Path) -> ModuleType:
+    """``impl/normalization.py`` under a private name, so it never shadows (or is shadowed by) a
+    ``normalization`` module imported from another tree."""
+    path = impl / "normalization.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    spec = importlib.util.spec_from_file_location("_bench_normalization", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def norm_step(module: nn.Module, shape: tuple[int, ...]):
+    """One forward + backward through ``module`` (to the input and the weights), as a callable."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen, requires_grad=True)  # (B, T, D)
+    upstream = torch.randn(shape, generator=gen)  # (B, T, D)
+    inputs = (x, *module.parameters())
+
+    def step() -> None:
+        torch.autograd.grad(module(x), inputs, upstream)
+
+    return step
+
+
+def paired_median_seconds(ours, theirs, repeats: int = REPEATS) -> tuple[float, float]:
+    """Median seconds of each callable, timed in alternation (ours, theirs, ours, ...) after one
+    warm-up each, so a change in the machine's load during the run falls on both alike."""
+    ours()
+    theirs()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, record in ((ours, times[0]), (theirs, times[1])):
+            start = time.perf_counter()
+            fn()
+            record.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def norm_bench(impl: Path, shapes: tuple[tuple[int, ...], ...] = NORM_SHAPES, repeats: int = REPEATS) -> dict:
+    """The tree's LayerNorm and RMSNorm against PyTorch's, float32, forward + backward.
+
+    Returns ``{"config": {...}, "rows": [...]}``, one row per (norm, shape) with ``ours_ms``,
+    ``torch_ms`` (medians of ``repeats`` alternated runs after a warm-up) and ``ratio`` (ours / torch).
+    Raises NotImplementedError for a tree whose norms are still stubs.
+    """
+    impl = Path(impl).resolve()
+    module = load_normalization(impl)
+    start = time.perf_counter()
+    rows = []
+    for norm, (name, torch_cls, eps) in NORMS.items():
+        for shape in shapes:
+            d_model = shape[-1]
+            ours, theirs = paired_median_seconds(norm_step(getattr(module, name)(d_model, eps=eps), shape),
+                                                 norm_step(torch_cls(d_model, eps=eps), shape), repeats)
+            rows.append({"norm": norm, "shape": list(shape), "ours_ms": round(ours * 1e3, 3),
+                         "torch_ms": round(theirs * 1e3, 3), "ratio": round(ours / theirs, 3)})
+    config = {"impl": _display(impl), "torch": torch.__version__, "machine": platform.machine(),
+              "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+              "dtype": "float32", "repeats": repeats, "eps": {norm: eps for norm, (_, _, eps) in NORMS.items()},
+              "wall_seconds": round(time.perf_counter() - start, 1)}
+    return {"config": config, "rows": rows}
+
+
+def norm_table_markdown(results: dict) -> str:
+    """A Markdown table of ``norm_bench``'s results: one row per (norm, shape)."""
+    lines = ["| norm | shape (B, T, D) | ours (ms) | torch (ms) | ours / torch |",
+             "|---|---|---:|---:|---:|"]
+    for row in results["rows"]:
+        shape = ", ".join(str(n) for n in row["shape"])
+        lines.append(f"| {row['norm']} | ({shape}) | {row['ours_ms']:.2f} | {row['torch_ms']:.2f} | "
+                     f"{row['ratio']:.2f}x |")
+    return "\n".join(lines)
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (no home directories in the JSON)."""
+    try:
+        return path.relative_to(chapters.ROOT).as_posix() + "/"
+    except ValueError:
+        return str(path)
+
+
+def _grading_section(impl: Path) -> int:
+    print(f"grading time per chapter ({impl.name}, warm, public + hidden):")
     for chapter in chapters.graded():
-        print(f"  {chapter.slug:<32} {grading_seconds(impl_path, chapter):6.2f} s")
-    print(f"\nattention forward + backward, causal, float32, {torch.get_num_threads()} threads "
+        print(f"  {chapter.slug:<32} {grading_seconds(impl, chapter):6.2f} s")
+    return 0
+
+
+def _attention_section() -> int:
+    print(f"attention forward + backward, causal, float32, {torch.get_num_threads()} threads "
           "(reference / F.scaled_dot_product_attention):")
     for shape in ATTENTION_SHAPES:
         ours, theirs = attention_ratio(shape)
         print(f"  B,H,T,Dh={shape!s:<20} reference {ours * 1e3:8.2f} ms   torch {theirs * 1e3:8.2f} ms   "
               f"ratio {ours / theirs:5.2f}x")
     return 0
+
+
+def _norm_section(impl: Path, json_path: Path | None) -> int:
+    print(f"layernorm and rmsnorm forward + backward, float32, {torch.get_num_threads()} threads "
+          f"(ours: {_display(impl)}, ratio = ours / torch.nn):")
+    try:
+        results = norm_bench(impl)
+    except (NotImplementedError, FileNotFoundError) as error:
+        print(f"  skipped: {_display(impl)}normalization.py is not implemented ({error or 'NotImplementedError'})")
+        return 2 if json_path else 0  # the JSON was asked for and cannot be written
+    for row in results["rows"]:
+        print(f"  {row['norm']:<9} B,T,D={tuple(row['shape'])!s:<16} ours {row['ours_ms']:8.2f} ms   "
+              f"torch {row['torch_ms']:8.2f} ms   ratio {row['ratio']:5.2f}x")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"  wrote {json_path}")
+    return 0
+
+
+def main(impl: str, sections: tuple[str, ...] = SECTIONS, json_path: Path | None = None) -> int:
+    """Run ``sections`` (in SECTIONS order), a blank line between them; the worst exit status."""
+    impl_path = Path(impl).resolve()
+    if json_path is not None and "norm" not in sections:
+        print("--json records the norm section: add --only norm (or drop --only)", file=sys.stderr)
+        return 2
+    runs = {"grading": lambda: _grading_section(impl_path), "attention": _attention_section,
+            "norm": lambda: _norm_section(impl_path, json_path)}
+    status = 0
+    for i, section in enumerate(name for name in SECTIONS if name in sections):
+        if i:
+            print()
+        status = max(status, runs[section]())
+    return status

@@ -1,0 +1,77 @@
+"""The normalization section of `nox -s bench` (graders/bench.py): its figures have the shape the
+reading page reads, and its ratios are numbers. No timing is asserted: the times depend on the
+machine and its load."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from graders import bench
+from tests.conftest import ASSIGNMENTS, REFERENCE, ROOT, run_cli
+
+RECORDED = ROOT / "site" / "docs" / "results" / "norm_bench.json"
+TINY = ((2, 3, 8), (1, 4, 16))  # (B, T, D)
+ROW_KEYS = {"norm", "shape", "ours_ms", "torch_ms", "ratio"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run() -> dict:
+    return bench.norm_bench(REFERENCE, shapes=TINY, repeats=2)
+
+
+def test_norm_bench_has_a_row_per_norm_and_shape(tiny_run):
+    rows = tiny_run["rows"]
+    assert all(set(row) == ROW_KEYS for row in rows)
+    assert sorted((row["norm"], tuple(row["shape"])) for row in rows) == sorted(
+        (norm, shape) for norm in ("layernorm", "rmsnorm") for shape in TINY)
+
+
+def test_norm_bench_ratios_are_positive_finite(tiny_run):
+    values = {(row["norm"], tuple(row["shape"]), key): row[key] for row in tiny_run["rows"]
+              for key in ("ours_ms", "torch_ms", "ratio")}
+    assert {key: value for key, value in values.items() if not (math.isfinite(value) and value > 0)} == {}
+
+
+def test_norm_bench_records_its_setup(tiny_run):
+    config = tiny_run["config"]
+    assert config["impl"] == "reference_solutions/"
+    assert config["repeats"] == 2 and config["dtype"] == "float32"
+    assert config["eps"] == {"layernorm": 1e-5, "rmsnorm": 1e-6}
+
+
+def test_norm_table_has_a_row_per_measurement(tiny_run):
+    lines = bench.norm_table_markdown(tiny_run).splitlines()
+    assert len(lines) == 2 + len(tiny_run["rows"])
+    assert [line.split("|")[1].strip() for line in lines[2:]] == [row["norm"] for row in tiny_run["rows"]]
+
+
+def test_stub_tree_raises_not_implemented():
+    with pytest.raises(NotImplementedError):
+        bench.norm_bench(ASSIGNMENTS, shapes=TINY, repeats=1)
+
+
+def test_recorded_run_renders():
+    """The recorded run the reading page shows: the bench's own shapes, positive finite ratios."""
+    recorded = json.loads(RECORDED.read_text())
+    assert sorted({tuple(row["shape"]) for row in recorded["rows"]}) == sorted(bench.NORM_SHAPES)
+    assert all(math.isfinite(row["ratio"]) and row["ratio"] > 0 for row in recorded["rows"])
+    assert bench.norm_table_markdown(recorded).count("\n") == 1 + len(recorded["rows"])
+
+
+def test_cli_skips_a_stub_tree_in_one_line(tmp_path):
+    """`bench --only norm` on the stubs times nothing, says why in one line, writes no JSON."""
+    recorded = tmp_path / "norm.json"
+    result = run_cli("bench", "--only", "norm", "--impl", str(ASSIGNMENTS), "--json", str(recorded), timeout=120)
+    assert result.returncode == 2, result.stderr
+    body = [line for line in result.stdout.splitlines() if line.startswith("  ")]  # under the section's title
+    assert len(body) == 1 and body[0].startswith("  skipped: assignments/normalization.py is not implemented")
+    assert "Traceback" not in result.stderr and not recorded.exists()
+
+
+def test_cli_json_needs_the_norm_section(tmp_path):
+    result = run_cli("bench", "--only", "attention", "--json", str(tmp_path / "norm.json"), timeout=120)
+    assert result.returncode == 2
+    assert "--json records the norm section" in result.stderr
