@@ -18,6 +18,10 @@ are redrawn from the experiment's committed results (``site/docs/results/``) wit
 ``site/scripts/experiment_positional.py``'s own ``plot_results`` and ``table_markdown``.
 The chapter 04 figures draw the reference's activations and its parameter counts; the FFN
 ablation plot and table come, the same way, from ``site/scripts/experiment_ffn.py``.
+The chapter 05 figures draw which elements share a norm's statistics, the two residual
+wirings with the reference's ``ResidualBlock`` stacked at initialisation, the gradient-flow
+plot and table from ``site/scripts/experiment_norm.py``, and the benchmark table from the
+recorded ``nox -s bench`` run with ``graders.bench.norm_table_markdown``.
 
 Structure: one function per figure, each returning the path it wrote (or the paths, when it
 also writes a table that a page includes); ``FIGURES`` lists them in the order of the pages;
@@ -36,22 +40,25 @@ import matplotlib
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyBboxPatch
+from matplotlib.patches import FancyBboxPatch, Rectangle
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
 OUT = ROOT / "site" / "docs" / "figures"
 sys.path.insert(0, str(ROOT / "reference_solutions"))  # flat modules: `import multi_head_attention`
 sys.path.insert(0, str(ROOT))  # `import graders.viz`
-sys.path.insert(0, str(ROOT / "site" / "scripts"))  # `import experiment_positional` (chapter 03), `experiment_ffn` (04)
+sys.path.insert(0, str(ROOT / "site" / "scripts"))  # `import experiment_positional` (03), `experiment_ffn` (04), ...
 RESULTS = ROOT / "site" / "docs" / "results"  # the experiments' committed results (JSON)
 
 import experiment_ffn  # noqa: E402  (chapter 04; called as experiment_ffn.plot_results: the names clash)
+import experiment_norm  # noqa: E402  (chapter 05, the same way)
 from experiment_positional import plot_results, table_markdown  # noqa: E402
-from feedforward import (feedforward_parameter_count, gelu, relu, silu, swiglu_hidden_dim,  # noqa: E402
-                         swiglu_parameter_count)
+from feedforward import (FeedForward, feedforward_parameter_count, gelu, relu, silu,  # noqa: E402
+                         swiglu_hidden_dim, swiglu_parameter_count)
 from multi_head_attention import MultiHeadAttention, causal_mask, softmax  # noqa: E402
+from normalization import ResidualBlock  # noqa: E402
 from positional_encoding import RotaryEmbedding, alibi_bias, alibi_slopes, sinusoidal_encoding  # noqa: E402
 
+from graders import bench  # noqa: E402  (chapter 05's benchmark table)
 from graders.viz import attention_weights, plot_attention_heads  # noqa: E402
 
 SEED = 0
@@ -620,6 +627,190 @@ def ffn_ablation() -> list[Path]:
     return [path, table]
 
 
+# --------------------------------------------------------------------------------------
+# Chapter 05: normalization
+# --------------------------------------------------------------------------------------
+
+
+def _cell_grid(ax, origin: tuple[float, float], rows: int, cols: int, colors: dict[tuple[int, int], str]) -> None:
+    """Draw a ``rows x cols`` grid of unit cells with its top-left corner at ``origin``; ``colors``
+    maps (row, col) to a fill colour, the other cells stay white."""
+    x0, y0 = origin
+    for r in range(rows):
+        for c in range(cols):
+            color = colors.get((r, c), "white")
+            ax.add_patch(Rectangle((x0 + c, y0 - r - 1), 1, 1, fc=color, ec="gray", lw=0.6))
+
+
+def norm_axes() -> Path:
+    """Which elements of a (B, T, D) block share one set of statistics, for each norm.
+
+    Each band of the figure is one norm; the block is drawn as its B = 3 sequences side by side,
+    each a T x D grid (rows: positions t, columns: features d). Cells of one colour form one
+    group of statistics; two groups are coloured per norm, and every white cell belongs to
+    another group of the same kind.
+
+    * BatchNorm: one group per feature d, over all B * T positions (statistics of shape (D,));
+    * LayerNorm: one group per position (b, t), over its D features (shape (B, T, 1));
+    * RMSNorm: the same groups as LayerNorm, but only the root mean square is taken.
+    """
+    B, T, D = 3, 4, 8
+    gap, band = 2.0, T + 4.2  # between sequences; height of one norm's band
+    bands = [  # name, {(b, t, d): colour}, what it means
+        ("BatchNorm", {(b, t, d): color for b in range(B) for t in range(T) for d, color in [(1, COLORS[0]),
+                                                                                           (5, COLORS[1])]},
+         "one mean and variance per feature d, over all B\u00b7T positions of the batch: statistics of shape (D,).\n"
+         "Training: this batch's statistics; eval: running averages. Sequences (and padding) share them."),
+        ("LayerNorm", {(b, t, d): color for b, t, color in [(0, 1, COLORS[0]), (2, 3, COLORS[1])] for d in range(D)},
+         "one mean and variance per position (b, t), over its own D features: statistics of shape (B, T, 1).\n"
+         "The same computation in training and eval; no position sees another."),
+        ("RMSNorm", {(b, t, d): color for b, t, color in [(0, 1, COLORS[0]), (2, 3, COLORS[1])] for d in range(D)},
+         "the same groups as LayerNorm, but one root mean square per position: statistics of shape (B, T, 1).\n"
+         "No mean is subtracted, and there is no bias."),
+    ]
+    fig = Figure(figsize=(9.0, 7.0), layout="constrained")
+    ax = fig.subplots()
+    for k, (name, cells, text) in enumerate(bands):
+        top = -k * band
+        for b in range(B):
+            x0 = b * (D + gap)
+            _cell_grid(ax, (x0, top), T, D, {(t, d): c for (bb, t, d), c in cells.items() if bb == b})
+            ax.text(x0 + D / 2, top + 0.3, f"sequence b = {b}", ha="center", va="bottom", fontsize=9)
+            ax.text(x0 + D / 2, top - T - 0.2, "features d \u2192", ha="center", va="top", fontsize=8, color="gray")
+        ax.text(-0.4, top - T / 2, "positions t \u2192", ha="right", va="center", rotation=90, fontsize=8,
+                color="gray")
+        ax.text(-1.5, top - T / 2, name, ha="right", va="center", fontsize=11, weight="bold")
+        ax.text(-7.5, top - T - 1.3, text, ha="left", va="top", fontsize=8.5)
+    ax.set_xlim(-7.6, B * (D + gap) - gap + 0.2)
+    ax.set_ylim(-(len(bands) - 1) * band - T - 3.6, 1.4)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.set_title(f"Which elements of a (B, T, D) = ({B}, {T}, {D}) block share statistics: one colour = one group",
+                 fontsize=10.5)
+    return _save(fig, "norm_axes")
+
+
+def _box(ax, x: float, y: float, text: str, color: str, width: float = 1.5) -> None:
+    """A rounded box of ``width`` x 0.5 centred on (x, y), labelled ``text``."""
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - 0.25), width, 0.5, boxstyle="round,pad=0.05", fc=color,
+                                ec="black", lw=0.8))
+    ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], color: str = "black") -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=color, lw=1.2,
+                                                          shrinkA=0, shrinkB=0))
+
+
+def prepost_norm() -> Path:
+    """The two wirings of a residual block, and what each does to the residual stream's scale.
+
+    Left and middle: pre-norm ``x + sublayer(norm(x))`` and post-norm ``norm(x + sublayer(x))``,
+    the identity path drawn thick. Right: a stack of 48 of the reference's ``ResidualBlock``
+    (LayerNorm, an FFN sublayer of width 4D = 256, PyTorch's default initialisation, no
+    training) on 256 random unit-variance inputs: the root mean square of the stream after
+    each block, and the size of each block's update relative to the stream it is added to.
+    Post-norm resets the stream to unit scale after every block; pre-norm lets it grow, so
+    each later block changes it relatively less, and the stack needs a final norm.
+    """
+    fig = Figure(figsize=(12.5, 4.4), layout="constrained")
+    pre, post, scale = fig.subplots(1, 3, width_ratios=[0.7, 0.7, 1.5])
+    norm_color, sub_color, skip = "#dbe9f6", "#fde3c8", COLORS[2]
+    for ax, title in [(pre, "Pre-norm (GPT-2, Llama)"), (post, "Post-norm (2017, BERT)")]:
+        ax.set_xlim(-1.6, 1.6)
+        ax.set_ylim(-0.3, 5.3)
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=10)
+        ax.text(0, -0.15, "x", ha="center", va="center", fontsize=10)
+    # Pre-norm: the branch is norm -> sublayer; the skip path goes straight to the sum.
+    _arrow(pre, (0, 0.05), (0, 0.3))
+    pre.plot([0, -1.1, -1.1, -0.17], [0.3, 0.3, 3.6, 3.6], color=skip, lw=3)
+    _arrow(pre, (-0.4, 3.6), (-0.17, 3.6), skip)
+    _arrow(pre, (0, 0.3), (0, 0.95))
+    _box(pre, 0, 1.2, "norm", norm_color)
+    _arrow(pre, (0, 1.45), (0, 2.05))
+    _box(pre, 0, 2.3, "sublayer", sub_color)
+    _arrow(pre, (0, 2.55), (0, 3.42))
+    pre.text(0, 3.6, "+", ha="center", va="center", fontsize=14, bbox=dict(boxstyle="circle", fc="white", ec="black"))
+    _arrow(pre, (0, 3.78), (0, 4.7))
+    pre.text(0, 4.95, "x + sublayer(norm(x))", ha="center", va="center", fontsize=9)
+    pre.text(-1.2, 2.0, "identity path:\nnever normalized", ha="right", va="center", fontsize=8, color=skip,
+             rotation=90)
+    # Post-norm: the sum comes first, then the norm, which sits on the identity path too.
+    _arrow(post, (0, 0.05), (0, 0.3))
+    post.plot([0, -1.1, -1.1, -0.17], [0.3, 0.3, 2.5, 2.5], color=skip, lw=3)
+    _arrow(post, (-0.4, 2.5), (-0.17, 2.5), skip)
+    _arrow(post, (0, 0.3), (0, 1.05))
+    _box(post, 0, 1.3, "sublayer", sub_color)
+    _arrow(post, (0, 1.55), (0, 2.32))
+    post.text(0, 2.5, "+", ha="center", va="center", fontsize=14, bbox=dict(boxstyle="circle", fc="white", ec="black"))
+    _arrow(post, (0, 2.68), (0, 3.35))
+    _box(post, 0, 3.6, "norm", norm_color)
+    _arrow(post, (0, 3.85), (0, 4.7))
+    post.text(0, 4.95, "norm(x + sublayer(x))", ha="center", va="center", fontsize=9)
+    post.text(-1.2, 1.4, "skip path: normalized\nafter the sum", ha="right", va="center", fontsize=8,
+              color=skip, rotation=90)
+
+    D, L, N = 64, 48, 256
+    depth = list(range(L + 1))
+    for prenorm, color, name in [(True, COLORS[0], "pre-norm"), (False, COLORS[3], "post-norm")]:
+        torch.manual_seed(SEED)
+        blocks = [ResidualBlock(FeedForward(D, 4 * D, activation="gelu"), D, prenorm=prenorm) for _ in range(L)]
+        x = torch.randn(N, D, generator=torch.Generator().manual_seed(SEED))  # (N, D)
+        rms, relative = [x.pow(2).mean().sqrt().item()], []
+        with torch.inference_mode():  # a forward pass only: no graph
+            for block in blocks:
+                y = block(x)  # (N, D)
+                relative.append(((y - x).pow(2).mean().sqrt() / x.pow(2).mean().sqrt()).item())
+                x = y
+                rms.append(x.pow(2).mean().sqrt().item())
+        scale.plot(depth, rms, color=color, lw=2, label=f"{name}: RMS of the stream")
+        scale.plot(depth[1:], relative, color=color, lw=1.2, ls="--", label=f"{name}: RMS(update) / RMS(stream)")
+        if prenorm:
+            scale.annotate(f"{rms[-1]:.2f} after {L} blocks:\na final norm brings it back to 1",
+                           xy=(L, rms[-1]), xytext=(L - 20, rms[-1] + 0.15), fontsize=8, color=color,
+                           arrowprops=dict(arrowstyle="-", color=color, lw=0.8))
+    scale.set_xlim(0, L)
+    scale.set_ylim(0, 2.1)
+    scale.set_xlabel("block")
+    scale.set_ylabel("root mean square")
+    scale.set_title(f"{L} blocks at initialisation (LayerNorm, FFN sublayer, D = {D})", fontsize=10)
+    scale.legend(fontsize=8, loc="upper left")
+    return _save(fig, "prepost_norm")
+
+
+def norm_gradients() -> list[Path]:
+    """The gradient-flow experiment's plot and table, from its committed results.
+
+    ``site/scripts/experiment_norm.py`` measures per-layer gradient norms of small pre-norm and
+    post-norm stacks and writes ``site/docs/results/norm_gradients.json``; as for chapters 03
+    and 04, the site only redraws it with the script's own ``plot_results`` and
+    ``table_markdown``. Returns both paths.
+    """
+    results = json.loads((RESULTS / "norm_gradients.json").read_text())
+    path = OUT / "norm_gradients.png"
+    OUT.mkdir(parents=True, exist_ok=True)
+    experiment_norm.plot_results(results, path)
+    table = OUT / "norm_gradients_table.md"
+    table.write_text(experiment_norm.table_markdown(results) + "\n")
+    return [path, table]
+
+
+def norm_bench() -> Path:
+    """The norm benchmark's table, from its committed run.
+
+    ``nox -s bench`` times the tree's ``LayerNorm`` and ``RMSNorm`` against PyTorch's, forward
+    and backward; a recorded run of the reference is ``site/docs/results/norm_bench.json``, and
+    ``graders.bench.norm_table_markdown`` turns it into the table the page includes. Timings
+    are never re-measured here: the page shows the recorded run.
+    """
+    results = json.loads((RESULTS / "norm_bench.json").read_text())
+    OUT.mkdir(parents=True, exist_ok=True)
+    table = OUT / "norm_bench_table.md"
+    table.write_text(bench.norm_table_markdown(results) + "\n")
+    return table
+
+
 # In the order the pages use them.
 FIGURES: list[Callable[[], Path | list[Path]]] = [
     # chapter 02
@@ -637,6 +828,11 @@ FIGURES: list[Callable[[], Path | list[Path]]] = [
     activations,
     ffn_share,
     ffn_ablation,
+    # chapter 05
+    norm_axes,
+    prepost_norm,
+    norm_gradients,
+    norm_bench,
 ]
 
 
