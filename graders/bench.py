@@ -7,7 +7,9 @@
 3. Chapter 05's `LayerNorm` and `RMSNorm` from the given tree, forward + backward, against
    `nn.LayerNorm` and `nn.RMSNorm` on the same shapes and eps (ratio > 1: the tree's is slower).
    `--json PATH` writes these figures (`norm_bench`'s dict) for the reading page, which shows
-   the recorded run (site/docs/results/norm_bench.json) with `norm_table_markdown`.
+   the recorded run (site/docs/results/norm_bench.json) with `norm_table_markdown` and
+   `plot_norm_bench`. Every run draws its ratios to `reports/bench/norm_bench.png` (next to
+   the JSON when `--json` is given), since a bar per shape reads faster than the table.
 
 `--only SECTION` (repeatable: grading, attention, norm) runs a part; the grading section is the
 slow one. The norm section imports the tree's normalization.py into this process, unsandboxed:
@@ -30,6 +32,7 @@ from types import ModuleType
 
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import nn
 
 from graders import chapters
@@ -47,6 +50,7 @@ NORMS = {
     "rmsnorm": ("RMSNorm", nn.RMSNorm, 1e-6),
 }
 SECTIONS = ("grading", "attention", "norm")
+DEFAULT_PLOT = chapters.ROOT / "reports" / "bench" / "norm_bench.png"
 
 
 def grading_seconds(impl: Path, chapter: chapters.Chapter) -> float:
@@ -163,6 +167,33 @@ def norm_table_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def plot_norm_bench(results: dict, path: Path) -> Path:
+    """A bar per (norm, shape): the tree's time over PyTorch's, with the line at 1 (as fast as
+    torch). Written to ``path`` (PNG); returns it."""
+    rows = results["rows"]
+    shapes = list(dict.fromkeys(tuple(row["shape"]) for row in rows))  # in measuring order
+    norms = list(dict.fromkeys(row["norm"] for row in rows))
+    ratio = {(row["norm"], tuple(row["shape"])): row["ratio"] for row in rows}
+    fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(norms)
+    for i, norm in enumerate(norms):
+        xs = [j + (i - (len(norms) - 1) / 2) * width for j in range(len(shapes))]
+        heights = [ratio.get((norm, shape), float("nan")) for shape in shapes]
+        bars = ax.bar(xs, heights, width, label=norm)
+        ax.bar_label(bars, labels=[f"{h:.1f}x" for h in heights], fontsize=8, padding=2)
+    ax.axhline(1.0, color="0.3", linewidth=1, linestyle="--")
+    ax.set_xticks(range(len(shapes)), [f"B,T,D = {', '.join(map(str, shape))}" for shape in shapes], fontsize=8)
+    ax.set_ylabel("time / torch.nn's (forward + backward)")
+    ax.set_ylim(0, max(ratio.values()) * 1.18)
+    ax.set_title(f"{results['config']['impl']} against torch.nn, float32, "
+                 f"{results['config']['threads']} threads", fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def _display(path: Path) -> str:
     """``path`` relative to the repository when it is inside it (no home directories in the JSON)."""
     try:
@@ -203,6 +234,8 @@ def _norm_section(impl: Path, json_path: Path | None) -> int:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=2) + "\n")
         print(f"  wrote {json_path}")
+    plot = DEFAULT_PLOT if json_path is None else json_path.with_suffix(".png")
+    print(f"  plotted {plot_norm_bench(results, plot)}")
     return 0
 
 

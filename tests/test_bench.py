@@ -48,6 +48,12 @@ def test_norm_table_has_a_row_per_measurement(tiny_run):
     assert [line.split("|")[1].strip() for line in lines[2:]] == [row["norm"] for row in tiny_run["rows"]]
 
 
+def test_norm_plot_is_a_png(tiny_run, tmp_path):
+    """The plot every bench run writes (and the page shows, from the recorded run)."""
+    path = bench.plot_norm_bench(tiny_run, tmp_path / "plots" / "norm.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_stub_tree_raises_not_implemented():
     with pytest.raises(NotImplementedError):
         bench.norm_bench(ASSIGNMENTS, shapes=TINY, repeats=1)

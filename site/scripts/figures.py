@@ -796,19 +796,20 @@ def norm_gradients() -> list[Path]:
     return [path, table]
 
 
-def norm_bench() -> Path:
-    """The norm benchmark's table, from its committed run.
+def norm_bench() -> list[Path]:
+    """The norm benchmark's plot and table, from its committed run.
 
     ``nox -s bench`` times the tree's ``LayerNorm`` and ``RMSNorm`` against PyTorch's, forward
     and backward; a recorded run of the reference is ``site/docs/results/norm_bench.json``, and
-    ``graders.bench.norm_table_markdown`` turns it into the table the page includes. Timings
-    are never re-measured here: the page shows the recorded run.
+    ``graders.bench`` draws it (``plot_norm_bench``, the plot every bench run writes) and turns
+    it into the table the page includes. Timings are never re-measured here: the page shows the
+    recorded run.
     """
     results = json.loads((RESULTS / "norm_bench.json").read_text())
     OUT.mkdir(parents=True, exist_ok=True)
     table = OUT / "norm_bench_table.md"
     table.write_text(bench.norm_table_markdown(results) + "\n")
-    return table
+    return [bench.plot_norm_bench(results, OUT / "norm_bench.png"), table]
 
 
 # In the order the pages use them.
