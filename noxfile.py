@@ -76,7 +76,10 @@ def grade(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The project's own test suite (what .ci/run runs)."""
     _instructor_only(session, "tests/", "reference_solutions/")
-    session.run(_python(session), "-m", "pytest", *(session.posargs or ["tests"]), external=True)
+    # Most tests wait on grading subprocesses: a pytest worker per core, at most 4 (xdist), halves
+    # the wall time on CI's 2 cores. `nox -s tests -- tests/test_x.py` runs serially, as given.
+    session.run(_python(session), "-m", "pytest", *(session.posargs or ["tests", "-n", "auto", "--maxprocesses", "4"]),
+                external=True)
 
 
 @nox.session
