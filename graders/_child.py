@@ -22,6 +22,7 @@ import os
 import struct
 import sys
 import traceback
+import types
 
 HEADER = struct.Struct(">Q")
 
@@ -82,6 +83,126 @@ def _encode(obj, torch):
     if isinstance(obj, dict) and all(isinstance(k, str) for k in obj):
         return {k: _encode(v, torch) for k, v in obj.items()}
     return {"$unsupported": type(obj).__module__ + "." + type(obj).__qualname__}
+
+
+# --- trusted helpers a request may call in the worker (module "$harness") ----------------
+# Chapter 06 tests need objects the narrow call layer cannot otherwise make: parameters that
+# carry a gradient, a small torch.nn language model, a batch source for a trainer. They are
+# plain torch code; the grader imports the same functions to compute the expected values.
+
+
+def harness_parameter(data, grad=None):
+    """An nn.Parameter holding a copy of `data`, with `.grad` a copy of `grad` (or None)."""
+    import torch
+
+    param = torch.nn.Parameter(data.detach().clone())
+    param.grad = None if grad is None else grad.detach().clone()
+    return param
+
+
+def harness_set_grads(params, grads) -> None:
+    """Give each parameter a copy of its gradient (None: no gradient)."""
+    for param, grad in zip(params, grads):
+        param.grad = None if grad is None else grad.detach().clone()
+
+
+def harness_set_group(optimizer, index: int, values: dict) -> None:
+    """Change param group `index`'s hyperparameters (a scheduler's `lr`, say)."""
+    optimizer.param_groups[index].update(values)
+
+
+def harness_optimizer_state(optimizer) -> dict:
+    """`optimizer.state_dict()` as plain data (the grader reads only string keys)."""
+    state = optimizer.state_dict()
+    return {"state": {str(k): dict(v) for k, v in state["state"].items()},
+            "param_groups": [dict(group) for group in state["param_groups"]]}
+
+
+def harness_load_optimizer_state(optimizer, state: dict) -> None:
+    """The inverse of `harness_optimizer_state`: load it with `optimizer.load_state_dict`."""
+    optimizer.load_state_dict({"state": {int(k): v for k, v in state["state"].items()},
+                               "param_groups": state["param_groups"]})
+
+
+def harness_tiny_lm(vocab_size: int, d_model: int, state_dict=None, dropout: float = 0.0, double: bool = False):
+    """A tiny language model from torch.nn: embedding, dropout, a tanh layer, output logits
+    (float64 weights with `double`, loaded after the conversion so nothing rounds)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)  # the default initialisation, when no state_dict is given
+    model = nn.Sequential(nn.Embedding(vocab_size, d_model), nn.Dropout(dropout), nn.Linear(d_model, d_model),
+                          nn.Tanh(), nn.Linear(d_model, vocab_size))
+    if double:
+        model.double()
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    model.matmul_dtype = ""  # the dtype the hidden layer last computed in (autocast shows here)
+    model[2].register_forward_hook(lambda layer, inputs, out: setattr(model, "matmul_dtype", str(out.dtype)))
+    return model
+
+
+def harness_loss():
+    """PyTorch's cross-entropy over (..., V) logits (half precision in float32): a trusted
+    `loss_fn` for train_step tests, so they do not depend on the student's own cross_entropy."""
+    import torch
+    import torch.nn.functional as F
+
+    def loss_fn(logits, targets):
+        flat = logits.reshape(-1, logits.shape[-1])  # (B*T, V)
+        if flat.dtype in (torch.float16, torch.bfloat16):
+            flat = flat.float()
+        return F.cross_entropy(flat, targets.reshape(-1))
+
+    return loss_fn
+
+
+def harness_grad_scaler(init_scale: float):
+    """A GradScaler on the CPU (the tests have no GPU): it scales and unscales float32 gradients alike."""
+    import torch
+
+    return torch.amp.GradScaler("cpu", init_scale=init_scale)
+
+
+def harness_parameters(module) -> list:
+    return list(module.parameters())
+
+
+def harness_sgd(params, lr: float):
+    """A trusted optimizer, for tests of a training step that must not depend on the student's AdamW."""
+    import torch
+
+    return torch.optim.SGD(params, lr=lr)
+
+
+def harness_batch_source(vocab_size: int, batch_size: int, seq_len: int):
+    """`get_batch(split, generator) -> (inputs, targets)`: random tokens whose next token is
+    (token + 1) mod V, a pattern a tiny model learns in a few steps; all randomness from `generator`."""
+    import torch
+
+    def get_batch(split: str, generator):  # both splits follow the same rule
+        inputs = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator)  # (B, T)
+        return inputs, (inputs + 1) % vocab_size
+
+    return get_batch
+
+
+def harness_sum(tensor):
+    """`tensor.sum()`: a scalar to call backward on."""
+    return tensor.sum()
+
+
+def harness_grads(params) -> list:
+    """The `.grad` of each parameter (None where it has none)."""
+    return [p.grad for p in params]
+
+
+def harness_files(folder: str) -> list:
+    """The names in `folder` (relative to the worker's scratch directory), sorted; [] if absent."""
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+HARNESS = {name[len("harness_"):]: fn for name, fn in dict(globals()).items() if name.startswith("harness_")}
 
 
 def _select(obj, path):
@@ -165,8 +286,10 @@ class _Session:
                 found = torch.autograd.grad(output, leaves, grad_outputs=grad["upstream"], allow_unused=True)
                 grads = {"inputs": {str(key): g for (key, _), g in zip(wrt, found[: len(wrt)])},
                          "params": {name: g for (name, _), g in zip(params, found[len(wrt):])}}
+            if call.get("store"):  # kept for later calls and attrs (a trainer `train` returned)
+                self.objects[call["store"]] = result
             # A call made for its effect (`self.eval`, which returns the module) answers None.
-            outputs.append(None if call.get("discard") else result)
+            outputs.append(None if call.get("discard") or call.get("store") else result)
         attrs = {name: self.resolve(name) for name in request.get("attrs", [])}
         reply = {"ok": True, "outputs": outputs, "grads": grads, "attrs": attrs}
         if request.get("state_dict_shapes"):
@@ -219,8 +342,9 @@ def main() -> None:
         except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
             imports[name] = _failure(exc, student_dir, shown_dir) | _syntax_detail(exc)
     # Requests may also build plain torch.nn modules by name (a Linear sublayer for a residual
-    # block), never anything outside torch.nn.
+    # block) and call the harness helpers above, never anything else outside the student's tree.
     modules.setdefault("torch.nn", torch.nn)
+    modules.setdefault("$harness", types.SimpleNamespace(**HARNESS))
     _only(me)
     write_frame(reply_fd, _save({"ok": True, "phase": "imported", "imports": imports}, torch))
 
