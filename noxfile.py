@@ -77,9 +77,11 @@ def tests(session: nox.Session) -> None:
     """The project's own test suite (what .ci/run runs)."""
     _instructor_only(session, "tests/", "reference_solutions/")
     # Most tests wait on grading subprocesses: a pytest worker per core, at most 4 (xdist), halves
-    # the wall time on CI's 2 cores. `nox -s tests -- tests/test_x.py` runs serially, as given.
-    session.run(_python(session), "-m", "pytest", *(session.posargs or ["tests", "-n", "auto", "--maxprocesses", "4"]),
-                external=True)
+    # the wall time on CI's 2 cores. loadgroup keeps a file marked xdist_group on one worker, so
+    # its expensive module fixture (a release, a site build, torchrun) runs once.
+    # `nox -s tests -- tests/test_x.py` runs serially, as given.
+    parallel = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadgroup"]
+    session.run(_python(session), "-m", "pytest", *(session.posargs or ["tests", *parallel]), external=True)
 
 
 @nox.session
@@ -154,3 +156,4 @@ def experiment_norm(session: nox.Session) -> None:
     """Chapter 05: per-block gradient norms of deep pre-norm and post-norm stacks at initialisation (--impl DIR)."""
     _instructor_only(session, "site/scripts/experiment_norm.py")
     session.run(_python(session), "site/scripts/experiment_norm.py", *session.posargs, external=True)
+

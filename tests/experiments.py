@@ -74,6 +74,10 @@ class ExperimentTests:
     their own messages: pytest rewrites assertions in test files only.
     """
 
+    # The class-scoped run happens once: under xdist (--dist loadgroup) every experiment's tests
+    # share one worker.
+    pytestmark = pytest.mark.xdist_group("experiments")
+
     script: Path  # the experiment script under test
     stopped: str  # its one line on a stub tree, up to the stub's own message
     table_rows: set[str]  # the first cell of every body row of its Markdown table

@@ -12,6 +12,9 @@ import pytest
 from graders import bench
 from tests.conftest import ASSIGNMENTS, REFERENCE, ROOT, run_cli
 
+# Its module fixture runs once: under xdist (--dist loadgroup) the whole file shares one worker.
+pytestmark = pytest.mark.xdist_group("bench")
+
 RECORDED = ROOT / "site" / "docs" / "results" / "norm_bench.json"
 TINY = ((2, 3, 8), (1, 4, 16))  # (B, T, D)
 ROW_KEYS = {"norm", "shape", "ours_ms", "torch_ms", "ratio"}

@@ -15,6 +15,9 @@ from graders.plugin import load_reference
 from tests.conftest import ROOT
 from tests.experiments import PNG_SIGNATURE, SCRIPTS, load_script, redrawn, run_on_stubs, run_quick, run_script
 
+# Its module fixture runs once: under xdist (--dist loadgroup) the whole file shares one worker.
+pytestmark = pytest.mark.xdist_group("experiment_norm")
+
 SCRIPT = SCRIPTS / "experiment_norm.py"
 RECORDED = ROOT / "site" / "docs" / "results" / "norm_gradients.json"
 CONFIGURATIONS = {"pre_layernorm", "post_layernorm", "pre_rmsnorm"}

@@ -17,6 +17,9 @@ import pytest
 from graders import chapters, release, stubs
 from tests.conftest import REFERENCE, ROOT
 
+# Its module fixture runs once: under xdist (--dist loadgroup) the whole file shares one worker.
+pytestmark = pytest.mark.xdist_group("release")
+
 REGIONS = [(path.name, region) for path in sorted(REFERENCE.glob("*.py"))
            for region in stubs.regions(path.read_text(), path.name)]
 

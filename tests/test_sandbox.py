@@ -20,6 +20,9 @@ from graders.submission import Submission, StudentRaised
 PROBES = r'''
 import os, resource, socket, subprocess
 
+# Its module fixture runs once: under xdist (--dist loadgroup) the whole file shares one worker.
+pytestmark = pytest.mark.xdist_group("sandbox")
+
 def net_namespace():
     return os.readlink("/proc/self/ns/net")
 

@@ -12,6 +12,9 @@ import pytest
 from graders import chapters
 from tests.conftest import ROOT
 
+# Its module fixture runs once: under xdist (--dist loadgroup) the whole file shares one worker.
+pytestmark = pytest.mark.xdist_group("site")
+
 CDN_HOSTS = ("cdn.", "jsdelivr", "unpkg", "googleapis", "cdnjs", "gstatic")
 
 
