@@ -208,10 +208,13 @@ def train_step(model: nn.Module, micro_batches: Sequence[tuple[Tensor, Tensor]],
 
     Under ``torch.distributed`` with a ``DistributedDataParallel`` model, each process passes
     its own shard of the batch; the gradients are averaged across processes at the last
-    micro-batch's backward (earlier ones skip the all-reduce with ``model.no_sync()``).
+    micro-batch's backward (earlier ones skip the all-reduce with ``model.no_sync()``). With
+    padding (``ignore_index``), "equal size" means equal numbers of counted targets, in every
+    micro-batch and on every process.
 
     Returns:
-        The mean of the micro-batch losses (undivided), a Python float.
+        The mean of the micro-batch losses (undivided), a Python float; under DDP, this
+        process's own shard's.
 
     Raises:
         ValueError: no micro-batches, or ``torch.float16`` without a ``scaler``.

@@ -59,7 +59,13 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter(5, "layer_normalization", ("normalization",), "05_layer_normalization.md",
             banned=("torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm", "torch.nn.functional.batch_norm",
                     "torch.nn.LayerNorm", "torch.nn.RMSNorm", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d")),
-    Chapter(6, "training_dynamics", ("training_loop",), "06_training_dynamics.md"),
+    Chapter(6, "training_dynamics", ("training_loop",), "06_training_dynamics.md",
+            banned=("torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss",
+                    "torch.nn.functional.log_softmax", "torch.log_softmax", "torch.special.log_softmax",
+                    "Tensor.log_softmax", "torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss",
+                    "torch.nn.utils.clip_grad_norm_", "torch.optim.Adam", "torch.optim.AdamW",
+                    "torch.optim.lr_scheduler.CosineAnnealingLR", "torch.optim.lr_scheduler.LambdaLR",
+                    "torch.optim.lr_scheduler.OneCycleLR")),
     Chapter(7, "capstone", ("gpt", "train_gpt"), "07_capstone.md"),
 )
 

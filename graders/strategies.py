@@ -394,3 +394,158 @@ def norm_cases(draw, *, max_trailing: int = 1, dtypes_: tuple[torch.dtype, ...] 
                     bias=affine and draw(st.booleans()), dtype=draw(st.sampled_from(dtypes_)),
                     scale=(scale := draw(st.sampled_from((0.1, 1.0, 30.0)))),
                     offset=scale * draw(st.sampled_from((0.0, 3.0, 30.0))), seed=draw(seeds()))
+
+
+# --- chapter 06: training dynamics ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleCase:
+    max_lr: float
+    min_lr: float
+    warmup_steps: int
+    total_steps: int
+
+    def kwargs(self) -> dict:
+        return {"max_lr": self.max_lr, "min_lr": self.min_lr, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps}
+
+
+@st.composite
+def schedule_cases(draw, *, warmup: bool | None = None, min_decay: int = 0) -> ScheduleCase:
+    """Learning rates from 1e-5 to 1, min_lr 0 or a fraction of max_lr, a warm-up of 0 to 2000
+    steps (at least 1 when `warmup`, exactly 0 when it is False) and a decay of `min_decay` to
+    10^5 steps after it."""
+    max_lr = draw(st.sampled_from((1e-5, 3e-4, 6e-4, 1e-3, 0.1, 1.0)))
+    min_lr = max_lr * draw(st.sampled_from((0.0, 0.1, 0.5, 1.0)))
+    low = 1 if warmup else 0
+    warmup_steps = 0 if warmup is False else draw(st.integers(min_value=low, max_value=2000))
+    decay_steps = draw(st.integers(min_value=min_decay, max_value=100_000))
+    return ScheduleCase(max_lr, min_lr, warmup_steps, warmup_steps + decay_steps)
+
+
+@dataclass(frozen=True)
+class CrossEntropyCase:
+    shape: tuple[int, ...]  # the targets' shape; the logits add a last dim of `vocab`
+    vocab: int
+    scale: float  # logits ~ N(0, scale^2)
+    ignored: float  # the fraction of targets set to ignore_index (never all of them)
+    ignore_index: int
+    dtype: torch.dtype
+    seed: int
+
+    def logits(self) -> torch.Tensor:
+        return randn((*self.shape, self.vocab), seed=self.seed, dtype=self.dtype, scale=self.scale)
+
+    def targets(self) -> torch.Tensor:
+        t = torch.randint(0, self.vocab, self.shape, generator=generator(self.seed + 1))
+        t.view(-1)[0] = (self.ignore_index + 1) % self.vocab  # one target always counts (ignore_index may be a class)
+        drop = torch.rand(self.shape, generator=generator(self.seed + 2)) < self.ignored
+        drop.view(-1)[0] = False
+        return t.masked_fill(drop, self.ignore_index)
+
+
+@st.composite
+def cross_entropy_cases(draw, *, dtypes_: tuple[torch.dtype, ...] = (torch.float32, torch.float64),
+                        scales: tuple[float, ...] = (1.0, 30.0)) -> CrossEntropyCase:
+    """1 to 3 leading dims of up to 6, a vocabulary of 2 to 50, some targets ignored."""
+    shape = tuple(draw(st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=3)))
+    return CrossEntropyCase(shape, draw(st.integers(min_value=2, max_value=50)), draw(st.sampled_from(scales)),
+                            draw(st.sampled_from((0.0, 0.3))), draw(st.sampled_from((-100, -1, 0))),
+                            draw(st.sampled_from(dtypes_)), draw(seeds()))
+
+
+@dataclass(frozen=True)
+class ClipCase:
+    shapes: tuple[tuple[int, ...], ...]
+    has_grad: tuple[bool, ...]
+    grad_scale: float
+    max_norm: float
+    dtype: torch.dtype
+    seed: int
+
+    def params(self) -> list[torch.Tensor]:
+        return [randn(shape, seed=self.seed + i, dtype=self.dtype) for i, shape in enumerate(self.shapes)]
+
+    def grads(self) -> list[torch.Tensor | None]:
+        return [randn(shape, seed=self.seed + 100 + i, dtype=self.dtype, scale=self.grad_scale) if has else None
+                for i, (shape, has) in enumerate(zip(self.shapes, self.has_grad))]
+
+
+@st.composite
+def clip_cases(draw) -> ClipCase:
+    """1 to 4 parameters of 1 to 2 dims, some without a gradient; gradients small or large
+    against max_norm, so clipping happens in some cases and not in others."""
+    count = draw(st.integers(min_value=1, max_value=4))
+    shapes = tuple(tuple(draw(st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=2)))
+                   for _ in range(count))
+    has_grad = tuple(draw(st.lists(st.booleans(), min_size=count, max_size=count)))
+    return ClipCase(shapes, has_grad, draw(st.sampled_from((0.01, 1.0, 100.0))),
+                    draw(st.sampled_from((0.1, 1.0, 5.0))), draw(dtypes()), draw(seeds()))
+
+
+@dataclass(frozen=True)
+class AdamCase:
+    shapes: tuple[tuple[int, ...], ...]  # one parameter per shape; the last one is in a second group
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    steps: int
+    grad_scale: float  # gradients ~ N(0, grad_scale^2): small ones make eps matter
+    lr_later: float  # the rate set on every group halfway through
+    seed: int
+
+    def params(self) -> list[torch.Tensor]:
+        return [randn(shape, seed=self.seed + i, dtype=torch.float64) for i, shape in enumerate(self.shapes)]
+
+    def grads(self, step: int) -> list[torch.Tensor]:
+        return [randn(shape, seed=self.seed + 1000 * (step + 1) + i, dtype=torch.float64, scale=self.grad_scale)
+                for i, shape in enumerate(self.shapes)]
+
+
+@st.composite
+def adam_cases(draw, *, max_steps: int = 25) -> AdamCase:
+    count = draw(st.integers(min_value=1, max_value=3))
+    shapes = tuple(tuple(draw(st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=2)))
+                   for _ in range(count))
+    return AdamCase(shapes, draw(st.sampled_from((1e-3, 1e-2, 0.1))),
+                    draw(st.sampled_from(((0.9, 0.999), (0.9, 0.95), (0.5, 0.9), (0.0, 0.99)))),
+                    draw(st.sampled_from((1e-8, 1e-6, 1e-3))), draw(st.sampled_from((0.0, 0.01, 0.1))),
+                    draw(st.integers(min_value=1, max_value=max_steps)), draw(st.sampled_from((1e-6, 1e-3, 1.0, 50.0))),
+                    draw(st.sampled_from((1e-3, 0.05))), draw(seeds()))
+
+
+@dataclass(frozen=True)
+class StepCase:
+    vocab: int
+    d_model: int
+    micro_batches: int
+    batch: int  # rows per micro-batch
+    seq_len: int
+    max_grad_norm: float | None
+    seed: int
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights for the harness's tiny language model, drawn from the seed."""
+        shapes = {"0.weight": (self.vocab, self.d_model), "2.weight": (self.d_model, self.d_model),
+                  "2.bias": (self.d_model,), "4.weight": (self.vocab, self.d_model), "4.bias": (self.vocab,)}
+        return {name: randn(shape, seed=self.seed + i, scale=0.5) for i, (name, shape) in enumerate(shapes.items())}
+
+    def micro(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        gen = generator(self.seed + 99)
+        out = []
+        for _ in range(self.micro_batches):
+            x = torch.randint(0, self.vocab, (self.batch, self.seq_len), generator=gen)  # (B, T)
+            out.append((x, torch.randint(0, self.vocab, (self.batch, self.seq_len), generator=gen)))
+        return out
+
+
+@st.composite
+def step_cases(draw, *, clip: bool | None = None) -> StepCase:
+    """A tiny model (vocabulary <= 12, width <= 8), 1 to 4 micro-batches of equal size."""
+    max_grad_norm = None if clip is False else draw(st.sampled_from((0.05, 1.0, 100.0) if clip else
+                                                                     (None, 0.05, 1.0)))
+    return StepCase(draw(st.integers(min_value=3, max_value=12)), draw(st.integers(min_value=2, max_value=8)),
+                    draw(st.integers(min_value=1, max_value=4)), draw(st.integers(min_value=1, max_value=3)),
+                    draw(st.integers(min_value=1, max_value=5)), max_grad_norm, draw(seeds()))

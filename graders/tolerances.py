@@ -193,3 +193,57 @@ def norm_grad(dtype: torch.dtype) -> Tolerance:
     one more reduction: 16 times `norm`."""
     tol = norm(dtype)
     return Tolerance(rtol=16 * tol.rtol, atol=16 * tol.atol, reason="the forward budget through 1/std and a reduction")
+
+
+# --- chapter 06 ---------------------------------------------------------------------------------
+
+# A schedule is a few float operations; a student may compute it through float32 tensors
+# (torch.cos on a tensor), which rounds at 2^-24 of max_lr even where the rate is near 0, so
+# atol is multiplied by max_lr (assert_close's `scale`). Bugs (a warm-up off by one step, the
+# cosine over the wrong span) move the rate by at least max_lr / 10^5 steps, 100 times more.
+SCHEDULE = Tolerance(rtol=8 * _eps(torch.float32), atol=8 * _eps(torch.float32),
+                     reason="a schedule computed in float32 or float64 (atol times max_lr)")
+
+
+def cross_entropy(dtype: torch.dtype) -> Tolerance:
+    """Cross-entropy of `dtype` logits against float64 F.cross_entropy. Its atol is multiplied by
+    the largest |logit| (checks.assert_close's `scale`): the log-sum-exp adds back the row's max,
+    so a rounding of eps * |max| survives the subtraction of the target's logit."""
+    eps = _eps(torch.float32 if dtype in HALF_DTYPES else dtype)
+    return Tolerance(rtol=64 * eps, atol=16 * eps,
+                     reason="log-sum-exp in the logits' precision (float32 for half), eps * max|logit|, a mean")
+
+
+# The global norm is a sum of <= a few thousand squares; the clipped gradients one product more.
+CLIP = {
+    torch.float32: Tolerance(rtol=64 * _eps(torch.float32), atol=1e-30, reason="a float32 sum of squares, a sqrt"),
+    torch.float64: Tolerance(rtol=64 * _eps(torch.float64), atol=1e-300, reason="a float64 sum of squares, a sqrt"),
+}
+
+# AdamW against torch.optim.AdamW, both in float64, over <= 25 steps: each step rounds a few
+# products, a sqrt and a division (torch also uses lerp and divides the sqrt, not v); errors
+# add up over the steps to ~1e-13 relative. A wrong bias correction, eps placement or a decay
+# coupled to the gradient moves the weights by >= 1e-8 relative on the cases drawn.
+ADAMW = Tolerance(rtol=1e-11, atol=1e-14, reason="float64 updates over <= 25 steps, in another operation order")
+
+# One training step of a tiny float64 model: a forward, a backward and an update, in any order.
+TRAIN_STEP = Tolerance(rtol=1e-10, atol=1e-13, reason="a float64 forward, backward and update, in any order")
+
+# The same training step under bfloat16 autocast: the matmuls round to 8 significant bits, and a
+# student may or may not compute the loss in float32; the loss stays within a few bf16 ulps.
+TRAIN_STEP_BF16 = Tolerance(rtol=4 * 2.0 ** -8, atol=1e-3, reason="bfloat16 matmuls under autocast (8-bit mantissa)")
+
+# A float32 trainer run against the reference's, step by step, over <= 30 steps: rounding in
+# another order grows a little with each update, but stays far below any real difference.
+TRAINING_RUN = Tolerance(rtol=1e-4, atol=1e-6, reason="float32 training runs of <= 30 steps, ops in another order")
+
+# Scaling-law formulas in float64.
+SCALING = Tolerance(rtol=1e-9, atol=0.0, reason="a few float64 powers and products")
+
+# compute_optimal against a numerical minimization of the loss along C = 6ND (a golden-section
+# search to 1e-10 in log N): the flat optimum makes the minimizer's N good to ~1e-5 relative.
+COMPUTE_OPTIMAL = Tolerance(rtol=1e-4, atol=0.0, reason="a numerical minimizer of a flat curve")
+
+# fit_chinchilla on noiseless synthetic losses: the parameters come back to a few parts in a
+# thousand (A and B trade off against alpha and beta along a shallow valley).
+FIT = {"E": 0.01, "alpha": 0.01, "beta": 0.01, "A": 0.1, "B": 0.1}  # relative
