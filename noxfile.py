@@ -157,3 +157,9 @@ def experiment_norm(session: nox.Session) -> None:
     _instructor_only(session, "site/scripts/experiment_norm.py")
     session.run(_python(session), "site/scripts/experiment_norm.py", *session.posargs, external=True)
 
+
+@nox.session(name="experiment-training", default=False)
+def experiment_training(session: nox.Session) -> None:
+    """Chapter 06: a tiny character model per peak learning rate, with and without warm-up (--quick, --impl DIR)."""
+    _instructor_only(session, "site/scripts/experiment_training.py")
+    session.run(_python(session), "site/scripts/experiment_training.py", *session.posargs, external=True)

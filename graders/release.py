@@ -51,6 +51,8 @@ ALLOWED = (
     "site/scripts/experiment_ffn.py",
     # Chapter 05's gradient-flow measurement, rerun on the students' own norms (no training).
     "site/scripts/experiment_norm.py",
+    # Chapter 06's warm-up and peak-learning-rate grid, rerun with the students' own Trainer.
+    "site/scripts/experiment_training.py",
     # What the experiments share (loading --impl, the schedule, progress, output paths): they import it.
     "site/scripts/experiment_common.py",
     "noxfile.py",

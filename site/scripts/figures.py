@@ -22,6 +22,11 @@ The chapter 05 figures draw which elements share a norm's statistics, the two re
 wirings with the reference's ``ResidualBlock`` stacked at initialisation, the gradient-flow
 plot and table from ``site/scripts/experiment_norm.py``, and the benchmark table from the
 recorded ``nox -s bench`` run with ``graders.bench.norm_table_markdown``.
+The chapter 06 figures draw the reference's two learning-rate schedules, the number formats
+of mixed precision (with the gradients of the experiment's model at initialisation), the
+scaling laws from the reference's ``chinchilla_loss``, ``kaplan_loss``, ``compute_optimal``
+and ``training_flops`` (nothing is trained), and the warm-up experiment's plot and table from
+``site/scripts/experiment_training.py``.
 
 Structure: one function per figure, each returning the path it wrote (or the paths, when it
 also writes a table that a page includes); ``FIGURES`` lists them in the order of the pages;
@@ -51,12 +56,15 @@ RESULTS = ROOT / "site" / "docs" / "results"  # the experiments' committed resul
 
 import experiment_ffn  # noqa: E402  (chapter 04; called as experiment_ffn.plot_results: the names clash)
 import experiment_norm  # noqa: E402  (chapter 05, the same way)
+import experiment_training  # noqa: E402  (chapter 06, the same way)
 from experiment_positional import plot_results, table_markdown  # noqa: E402
 from feedforward import (FeedForward, feedforward_parameter_count, gelu, relu, silu,  # noqa: E402
                          swiglu_hidden_dim, swiglu_parameter_count)
 from multi_head_attention import MultiHeadAttention, causal_mask, softmax  # noqa: E402
 from normalization import ResidualBlock  # noqa: E402
 from positional_encoding import RotaryEmbedding, alibi_bias, alibi_slopes, sinusoidal_encoding  # noqa: E402
+from training_loop import (CHINCHILLA, CHINCHILLA_REFIT, chinchilla_loss, compute_optimal,  # noqa: E402
+                           cosine_schedule, cross_entropy, kaplan_loss, noam_schedule, training_flops)
 
 from graders import bench  # noqa: E402  (chapter 05's benchmark table)
 from graders.viz import attention_weights, plot_attention_heads  # noqa: E402
@@ -812,6 +820,314 @@ def norm_bench() -> list[Path]:
     return [bench.plot_norm_bench(results, OUT / "norm_bench.png"), table]
 
 
+# --------------------------------------------------------------------------------------
+# Chapter 06: training dynamics
+# --------------------------------------------------------------------------------------
+
+
+def lr_schedules() -> Path:
+    """The reference's two schedules. Left: ``cosine_schedule`` with and without a warm-up,
+    over a 10,000-step run (peak 1e-3, floor 1e-4: a tenth of the peak). Right:
+    ``noam_schedule`` as the 2017 paper ran it (``d_model`` 512 and 1024, 4,000 warm-up steps,
+    100,000 steps for the base model), with its ``1 / sqrt(step)`` tail drawn on its own."""
+    fig = Figure(figsize=(11.5, 3.7), layout="constrained")
+    cosine, noam = fig.subplots(1, 2)
+    total, peak, floor = 10_000, 1e-3, 1e-4
+    steps = range(0, total + 1001, 10)  # past the end: the floor holds
+    for warmup, color, style in [(1000, COLORS[0], "-"), (0, COLORS[1], "--")]:
+        rates = [cosine_schedule(s, max_lr=peak, min_lr=floor, warmup_steps=warmup, total_steps=total) for s in steps]
+        label = f"warm-up {warmup:,} steps" if warmup else "no warm-up"
+        cosine.plot(list(steps), rates, color=color, ls=style, lw=1.6, label=label)
+    cosine.axvline(total, color="gray", lw=0.6, ls=":")
+    cosine.axhline(floor, color="gray", lw=0.6, ls=":")
+    cosine.annotate("min_lr from total_steps on", xy=(total, floor), xytext=(total - 4200, floor + 1.2e-4),
+                    fontsize=8, arrowprops=dict(arrowstyle="-", color="gray", lw=0.8))
+    cosine.annotate("half-way down at the\nmiddle of the decay", xy=(5500, (peak + floor) / 2),
+                    xytext=(6300, 7.2e-4), fontsize=8, arrowprops=dict(arrowstyle="-", color="gray", lw=0.8))
+    cosine.set_xlabel("step")
+    cosine.set_ylabel("learning rate")
+    cosine.set_title("cosine_schedule: linear warm-up, cosine decay to min_lr", fontsize=10)
+    cosine.legend(fontsize=8.5, loc="upper right")
+    cosine.set_xlim(0, total + 1000)
+    cosine.set_ylim(0, peak * 1.08)
+
+    steps = range(1, 100_001, 50)
+    for d_model, color in [(512, COLORS[0]), (1024, COLORS[3])]:
+        rates = [noam_schedule(s, d_model=d_model, warmup_steps=4000) for s in steps]
+        noam.plot(list(steps), rates, color=color, lw=1.6, label=f"d_model {d_model}, warm-up 4,000")
+        top = noam_schedule(4000, d_model=d_model, warmup_steps=4000)
+        noam.plot(4000, top, "o", color=color, ms=4)
+        noam.annotate(f"peak {top:.2e} at step 4,000", xy=(4000, top), xytext=(14000, top * 1.02), fontsize=8,
+                      color=color, va="center", arrowprops=dict(arrowstyle="-", color=color, lw=0.8))
+    tail = range(1000, 100_001, 50)
+    noam.plot(list(tail), [512 ** -0.5 * s ** -0.5 for s in tail], color="gray", lw=0.8, ls=":",
+              label="d_model$^{-1/2}$ step$^{-1/2}$ (d_model 512)")
+    noam.set_xlabel("step")
+    noam.set_ylabel("learning rate")
+    noam.set_title("noam_schedule (2017): the peak depends on d_model and the warm-up", fontsize=10)
+    noam.legend(fontsize=8.5, loc="upper right")
+    noam.set_xlim(0, 100_000)
+    noam.set_ylim(0, 1.25e-3)
+    return _save(fig, "lr_schedules")
+
+
+# The formats of the mixed-precision section, widest first: (name, dtype). float8 is in the table only.
+FORMATS = [("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16),
+           ("float8 e4m3", torch.float8_e4m3fn), ("float8 e5m2", torch.float8_e5m2)]
+LOSS_SCALE = 2.0 ** 16  # torch.amp.GradScaler's initial scale
+
+
+def _format_bits(dtype: torch.dtype) -> tuple[int, int]:
+    """(exponent bits, mantissa bits) of a floating-point dtype, from its ``torch.finfo``."""
+    info = torch.finfo(dtype)
+    mantissa = round(-math.log2(info.eps))
+    return info.bits - 1 - mantissa, mantissa
+
+
+def _init_gradients() -> torch.Tensor:
+    """The gradient elements of the chapter's experiment model at initialisation, for one
+    training batch, in float32: the reference's ``cross_entropy``, one backward pass.
+
+    The key biases are left out: adding the same number to every score of a softmax row
+    changes nothing, so their exact gradient is 0, and what float32 computes for them (about
+    1e-11) is rounding residue that would crowd the histogram's low end."""
+    cfg = experiment_training.Config()
+    splits = experiment_training.make_splits(cfg)
+    model = experiment_training.build_model(len(splits.vocabulary), cfg)
+    inputs, targets = experiment_training.batch_source(splits, cfg)("train", torch.Generator().manual_seed(SEED))
+    cross_entropy(model(inputs), targets).backward()
+    grads = []
+    for name, p in model.named_parameters():
+        if name.endswith("self_attn.in_proj_bias"):  # q, k, v biases packed: drop k's, the middle third
+            grads += [p.grad[: cfg.d_model], p.grad[2 * cfg.d_model:]]
+        else:
+            grads.append(p.grad.flatten())
+    return torch.cat(grads)  # (parameters - key biases,)
+
+
+def precision_formats() -> list[Path]:
+    """What float32, bfloat16 and float16 can hold, and where a small model's gradients fall.
+
+    Left: each format's range on a log scale, from the smallest subnormal through the smallest
+    normal number to the largest finite one (``torch.finfo``). Right: the magnitudes of every
+    gradient element of the chapter's experiment model at initialisation (one batch, computed
+    in float32, the key biases left out: see ``_init_gradients``), and the same values
+    multiplied by GradScaler's initial scale 2^16: the share
+    below float16's smallest normal (stored with fewer significant bits) and below half its
+    smallest subnormal (rounded to 0) is written on the panel. Also writes the table of the
+    formats (float8 included) that the page includes. Returns both paths.
+    """
+    fig = Figure(figsize=(12.5, 3.8), layout="constrained")
+    ranges, grads = fig.subplots(1, 2, width_ratios=[1.15, 1.0])
+    shown = FORMATS[:3]
+    for row, (name, dtype) in enumerate(shown):
+        info = torch.finfo(dtype)
+        low, normal, high = math.log10(info.smallest_normal * info.eps), math.log10(info.smallest_normal), \
+            math.log10(info.max)
+        ranges.barh(row, normal - low, left=low, color=COLORS[row], alpha=0.35, height=0.55)
+        ranges.barh(row, high - normal, left=normal, color=COLORS[row], height=0.55)
+        ranges.text(high + 1, row, f"max {info.max:.3g}", va="center", fontsize=8)
+        ranges.text(low - 1, row, f"{info.smallest_normal * info.eps:.2g}", va="center", ha="right", fontsize=8)
+    ranges.set_yticks(range(len(shown)), [f"{name}\n1 + {_format_bits(dtype)[0]} + {_format_bits(dtype)[1]} bits"
+                                          for name, dtype in shown])
+    ranges.invert_yaxis()
+    ranges.set_xlim(-56, 52)
+    ranges.set_xlabel("log10 |x|  (pale: subnormal numbers; solid: normal numbers)")
+    ranges.set_title("Range of each format: bfloat16 keeps float32's exponent, float16 does not", fontsize=10)
+
+    magnitudes = _init_gradients().abs().double()
+    magnitudes = magnitudes[magnitudes > 0]
+    half = torch.finfo(torch.float16)
+    bins = [b / 4 for b in range(-13 * 4, 5 * 4 + 1)]  # log10 bins of a quarter decade
+    for values, color, label in [(magnitudes, COLORS[0], "gradients"),
+                                 (magnitudes * LOSS_SCALE, COLORS[1], "gradients x 2^16 (loss scaling)")]:
+        grads.hist(values.log10().tolist(), bins=bins, color=color, alpha=0.55, label=label)
+        normal = int((values < half.smallest_normal).sum())
+        zero = int((values < half.smallest_normal * half.eps / 2).sum())
+        print_at = 0.8 if values is magnitudes else 0.6
+        grads.text(0.02, print_at, f"{label}:\n{normal:,} ({100 * normal / values.numel():.1f}%) below float16's\n"
+                   f"smallest normal, {zero:,} rounded to 0", transform=grads.transAxes, fontsize=8, color=color,
+                   va="top")
+    for x, text, side in [(math.log10(half.smallest_normal * half.eps), "float16's smallest\nsubnormal ", "right"),
+                          (math.log10(half.smallest_normal), " smallest\n normal", "left"),
+                          (math.log10(half.max), "largest ", "right")]:
+        grads.axvline(x, color="black", lw=0.8, ls="--")
+        grads.text(x, 0.97, text, transform=grads.get_xaxis_transform(), fontsize=7.5, va="top", ha=side)
+    grads.set_xlim(-13, 5)
+    grads.set_xlabel("log10 |gradient element|")
+    grads.set_ylabel("elements")
+    grads.set_title(f"{magnitudes.numel():,} gradient elements of the chapter's experiment model at init",
+                    fontsize=10)
+    path = _save(fig, "precision_formats")
+
+    rows = ["| format | bits: sign + exponent + mantissa | largest finite | smallest normal | smallest subnormal "
+            "| machine eps | decimal digits |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for name, dtype in FORMATS:
+        info = torch.finfo(dtype)
+        exponent, mantissa = _format_bits(dtype)
+        rows.append(f"| {name} | 1 + {exponent} + {mantissa} | {info.max:.4g} | {info.smallest_normal:.3g} | "
+                    f"{info.smallest_normal * info.eps:.3g} | {info.eps:.3g} | "
+                    f"{(mantissa + 1) * math.log10(2):.1f} |")
+    table = OUT / "precision_table.md"
+    table.write_text("\n".join(rows) + "\n")
+    return [path, table]
+
+
+# Models trained with known N and D, for the scaling-law figure: (name, parameters, tokens).
+TRAINED_MODELS = [("GPT-3", 175e9, 300e9), ("Gopher", 280e9, 300e9), ("Chinchilla", 70e9, 1.4e12)]
+GOPHER_BUDGET = 5.76e23  # FLOPs: the budget of Hoffmann et al.'s comparison, Gopher's
+FITS = [("Hoffmann et al. 2022", CHINCHILLA, "black", "-"), ("Besiroglu et al. 2024 refit", CHINCHILLA_REFIT,
+                                                                 COLORS[3], "--")]
+
+
+def _log_grid(low: float, high: float, count: int) -> torch.Tensor:
+    return torch.logspace(math.log10(low), math.log10(high), count, dtype=torch.float64)
+
+
+def _count(value: float) -> str:
+    """A parameter or token count in millions, billions or trillions, three significant digits."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def scaling_laws() -> list[Path]:
+    """Chinchilla's loss surface, its compute-optimal frontier under both fits, and Kaplan's L(N).
+
+    Top left: contours of Hoffmann et al.'s ``L(N, D)`` (``chinchilla_loss``) over parameters
+    and tokens, the iso-FLOP lines ``6 N D = C`` (dotted), and ``compute_optimal``'s frontier
+    for budgets from 1e18 to 1e26 FLOPs under the original constants and Besiroglu et al.'s
+    refit, with three trained models (labelled with their ``training_flops``) and both optima
+    for Gopher's budget. Top right: the loss
+    along five iso-FLOP lines as a function of N (Hoffmann et al.'s "IsoFLOP profiles"), each
+    fit's minimum marked. Bottom left: tokens per parameter at the optimum against compute.
+    Bottom right: the loss of a model trained without a data limit, Kaplan et al.'s pure power
+    law against Chinchilla's ``E + A / N**alpha``. Also writes the table of optima. Returns both
+    paths.
+    """
+    fig = Figure(figsize=(12.0, 8.6), layout="constrained")
+    (surface, profiles), (ratio, kaplan) = fig.subplots(2, 2)
+
+    n = _log_grid(1e7, 1e13, 241)  # parameters
+    d = _log_grid(1e9, 1e15, 241)  # tokens
+    loss = chinchilla_loss(n[None, :], d[:, None])  # (D, N)
+    levels = [1.8, 1.85, 1.9, 2.0, 2.1, 2.25, 2.5, 2.75, 3.0, 3.5]
+    filled = surface.contourf(n.tolist(), d.tolist(), loss.tolist(), levels=[1.69] + levels + [10.0], cmap="viridis_r",
+                              alpha=0.8)
+    lines = surface.contour(n.tolist(), d.tolist(), loss.tolist(), levels=levels, colors="white", linewidths=0.5)
+    surface.clabel(lines, fmt="%.2f", fontsize=7)
+    fig.colorbar(filled, ax=surface, label="L(N, D), Hoffmann et al.'s fit (nats per token)", ticks=levels)
+    for exponent in range(18, 27, 2):  # iso-FLOP lines: D = C / (6 N)
+        flops = 10.0 ** exponent
+        surface.plot(n.tolist(), (flops / 6 / n).tolist(), color="white", lw=0.7, ls=":")
+        label_n = max(math.sqrt(flops / 6 / 1000), 1.2e7)  # near D = 1000 N, left of the frontiers
+        surface.text(label_n, flops / 6 / label_n, f"C = 1e{exponent}", color="white", fontsize=7, ha="left",
+                     va="center", bbox=dict(boxstyle="round,pad=0.15", fc="#00000055", ec="none"))
+    budgets = _log_grid(1e18, 1e26, 81)
+    for name, params, color, style in FITS:
+        optimum = [compute_optimal(c.item(), params) for c in budgets]
+        surface.plot([o[0] for o in optimum], [o[1] for o in optimum], color=color, ls=style, lw=1.8,
+                     label=f"compute-optimal, {name}")
+        best_n, best_d = compute_optimal(GOPHER_BUDGET, params)
+        surface.plot(best_n, best_d, "*", color=color, ms=11, markeredgecolor="white", zorder=5)
+    for (name, params_count, tokens), offset in zip(TRAINED_MODELS, [(-5, 4), (4, -14), (7, 0)]):
+        surface.plot(params_count, tokens, "o", color="white", markeredgecolor="black", ms=5, zorder=4)
+        surface.annotate(f"{name}, {training_flops(params_count, tokens):.1e}", (params_count, tokens), xytext=offset,
+                         textcoords="offset points", fontsize=7, color="white", ha="right" if offset[0] < 0 else "left",
+                         bbox=dict(boxstyle="round,pad=0.15", fc="#00000077", ec="none"))
+    surface.set_xscale("log")
+    surface.set_yscale("log")
+    surface.set_xlim(1e7, 1e13)
+    surface.set_ylim(1e9, 1e15)
+    surface.set_xlabel("parameters N")
+    surface.set_ylabel("training tokens D")
+    surface.set_title("L(N, D) with iso-FLOP lines 6ND = C (dotted); stars: optima for 5.76e23 FLOPs", fontsize=10)
+    surface.legend(fontsize=8, loc="lower right")
+
+    for exponent, color in zip(range(19, 28, 2), COLORS):
+        flops = 10.0 ** exponent
+        sizes = _log_grid(1e6, 1e14, 200)
+        for name, params, _, style in FITS:
+            along = chinchilla_loss(sizes, flops / 6 / sizes, **params)
+            profiles.plot(sizes.tolist(), along.tolist(), color=color, ls=style, lw=1.4,
+                          label=f"C = 1e{exponent}" if style == "-" else None)
+            best_n, best_d = compute_optimal(flops, params)
+            profiles.plot(best_n, chinchilla_loss(best_n, best_d, **params), "o", color=color, ms=4,
+                          markerfacecolor="white" if style == "--" else color)
+    profiles.set_xscale("log")
+    profiles.set_xlim(1e6, 1e14)
+    profiles.set_ylim(1.6, 3.6)
+    profiles.set_xlabel("parameters N (tokens D = C / 6N)")
+    profiles.set_ylabel("predicted loss")
+    profiles.set_title("Loss along 6ND = C (solid: Hoffmann et al., dashed: refit)", fontsize=10)
+    profiles.legend(fontsize=8, loc="upper right")
+
+    for name, params, color, style in FITS:
+        optimum = [compute_optimal(c.item(), params) for c in budgets]
+        ratio.plot(budgets.tolist(), [tokens / size for size, tokens in optimum], color=color, ls=style, lw=1.8,
+                   label=name)
+        size, tokens = compute_optimal(GOPHER_BUDGET, params)
+        ratio.plot(GOPHER_BUDGET, tokens / size, "*", color=color, ms=10)
+        ratio.annotate(f"{size / 1e9:.0f}B params, {tokens / 1e12:.2f}T tokens", (GOPHER_BUDGET, tokens / size),
+                       xytext=(-150, 12 if style == "-" else -16), textcoords="offset points", fontsize=8,
+                       color=color)
+    ratio.axhline(20, color="gray", lw=0.8, ls=":")
+    ratio.text(1e24, 21.5, "20 tokens per parameter", fontsize=8, color="gray")
+    ratio.set_xscale("log")
+    ratio.set_yscale("log")
+    ratio.set_ylim(8, 300)
+    ratio.set_xlabel("compute C (FLOPs)")
+    ratio.set_ylabel("optimal tokens per parameter D / N")
+    ratio.set_title("Where the two fits part: D/N at the optimum", fontsize=10)
+    ratio.legend(fontsize=8, loc="upper left")
+
+    sizes = _log_grid(1e6, 1e13, 200)
+    kaplan.plot(sizes.tolist(), kaplan_loss(sizes).tolist(), color=COLORS[0], lw=1.8,
+                label="Kaplan et al. 2020: (8.8e13 / N)^0.076")
+    for name, params, color, style in FITS:
+        kaplan.plot(sizes.tolist(), (params["E"] + params["A"] / sizes ** params["alpha"]).tolist(), color=color,
+                    ls=style, lw=1.4, label=f"E + A / N^alpha, {name}")
+        kaplan.axhline(params["E"], color=color, lw=0.6, ls=":")
+    kaplan.set_xscale("log")
+    kaplan.set_xlim(1e6, 1e13)
+    kaplan.set_ylim(1.5, 5.0)
+    kaplan.set_xlabel("parameters N")
+    kaplan.set_ylabel("loss with unlimited data")
+    kaplan.set_title("L(N) with unlimited data: a pure power law, or a floor E", fontsize=10)
+    kaplan.legend(fontsize=8, loc="upper right")
+    path = _save(fig, "scaling_laws")
+
+    rows = ["| compute (FLOPs) | fit | parameters | tokens | tokens per parameter | predicted loss |",
+            "|---|---|---:|---:|---:|---:|"]
+    for flops in (1e19, 1e21, 1e23, GOPHER_BUDGET, 1e25):
+        for name, params, _, _ in FITS:
+            size, tokens = compute_optimal(flops, params)
+            rows.append(f"| {flops:.3g} | {name} | {_count(size)} | {_count(tokens)} | {tokens / size:.1f} | "
+                        f"{chinchilla_loss(size, tokens, **params):.3f} |")
+    table = OUT / "scaling_table.md"
+    table.write_text("\n".join(rows) + "\n")
+    return [path, table]
+
+
+def training_dynamics() -> list[Path]:
+    """The warm-up experiment's plot and table, from its committed results.
+
+    ``site/scripts/experiment_training.py`` trains a tiny character model with the chapter's
+    ``Trainer`` for every pair of peak learning rate and warm-up, and writes
+    ``site/docs/results/training_dynamics.json``; as for the other chapters, the site only
+    redraws it with the script's own ``plot_results`` and ``table_markdown``. Returns both paths.
+    """
+    results = json.loads((RESULTS / "training_dynamics.json").read_text())
+    path = OUT / "training_dynamics.png"
+    OUT.mkdir(parents=True, exist_ok=True)
+    experiment_training.plot_results(results, path)
+    table = OUT / "training_dynamics_table.md"
+    table.write_text(experiment_training.table_markdown(results) + "\n")
+    return [path, table]
+
+
 # In the order the pages use them.
 FIGURES: list[Callable[[], Path | list[Path]]] = [
     # chapter 02
@@ -834,6 +1150,11 @@ FIGURES: list[Callable[[], Path | list[Path]]] = [
     prepost_norm,
     norm_gradients,
     norm_bench,
+    # chapter 06
+    lr_schedules,
+    precision_formats,
+    scaling_laws,
+    training_dynamics,
 ]
 
 
