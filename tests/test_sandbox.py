@@ -17,11 +17,11 @@ from graders import _sandbox
 from graders.chapters import ROOT
 from graders.submission import Submission, StudentRaised
 
-PROBES = r'''
-import os, resource, socket, subprocess
-
 # Its module fixture runs once: under xdist (--dist loadgroup) the whole file shares one worker.
 pytestmark = pytest.mark.xdist_group("sandbox")
+
+PROBES = r'''
+import os, resource, socket, subprocess
 
 def net_namespace():
     return os.readlink("/proc/self/ns/net")
@@ -84,9 +84,11 @@ def worker(request, tmp_path_factory):
     tree = tmp_path_factory.mktemp("probes")
     (tree / "probes.py").write_text(textwrap.dedent(PROBES))
     sub = Submission(tree, ("probes",), sandbox=request.param)
-    sub.call("here")  # boots the worker, so `sandbox` says how it is confined
-    yield sub
-    sub.close()
+    try:
+        sub.call("here")  # boots the worker, so `sandbox` says how it is confined
+        yield sub
+    finally:
+        sub.close()  # also when booting failed: no worker or temporary folder outlives the module
 
 
 def confined(worker: Submission) -> str:
