@@ -229,6 +229,15 @@ def add_run_options(parser: argparse.ArgumentParser, *, modules: str, unit: str)
     parser.add_argument("--quick", action="store_true", help="a tiny model and a few steps: a smoke test")
 
 
+def add_output_options(parser: argparse.ArgumentParser, *, own_runs: Path) -> None:
+    """``--results`` and ``--plot``: where the JSON and the PNG go (see ``output_paths``)."""
+    other = f"{display_path(own_runs)} for any other --impl"
+    parser.add_argument("--results", type=Path, default=None,
+                        help=f"where the JSON goes (default: the site's recorded result for the reference, {other})")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help=f"where the PNG goes (default: the site's figure for the reference, {other})")
+
+
 def base_config(args: argparse.Namespace, full: ConfigT, quick: ConfigT) -> ConfigT:
     """``quick`` with ``--quick``, else ``full`` (frozen dataclasses with ``steps``,
     ``warmup_steps`` and ``seed``), then ``--steps`` and ``--seed`` where given. ``--steps``

@@ -562,12 +562,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.add_run_options(parser, modules="multi_head_attention.py and feedforward.py", unit="variant")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for initialisation and batch order (the corpus stays the same)")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="where the JSON goes (default: the site's recorded result for the reference, "
-                             "reports/experiment_ffn/ for any other --impl)")
-    parser.add_argument("--plot", type=Path, default=None,
-                        help="where the PNG goes (default: the site's figure for the reference, "
-                             "reports/experiment_ffn/ for any other --impl)")
+    common.add_output_options(parser, own_runs=OWN_RUNS)
     return parser.parse_args(argv)
 
 

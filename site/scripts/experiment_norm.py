@@ -89,6 +89,7 @@ from experiment_common import (  # noqa: E402
     EXIT_NOT_IMPLEMENTED,
     ROOT,
     THREADS,
+    add_output_options,
     default_impl,
     load_checked,
     output_paths,
@@ -322,12 +323,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="seed for the weights, inputs and targets")
     parser.add_argument("--init", choices=tuple(INITS), default=None,
                         help="the MLP sublayers' initialisation (default: pytorch, nn.Linear's own)")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="where the JSON goes (default: the site's recorded result for the reference, "
-                             "reports/experiment_norm/ for any other --impl)")
-    parser.add_argument("--plot", type=Path, default=None,
-                        help="where the PNG goes (default: the site's figure for the reference, "
-                             "reports/experiment_norm/ for any other --impl)")
+    add_output_options(parser, own_runs=OWN_RUNS)
     return parser.parse_args(argv)
 
 

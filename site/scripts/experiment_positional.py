@@ -378,11 +378,7 @@ def table_markdown(results: dict) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_run_options(parser, modules="multi_head_attention.py and positional_encoding.py", unit="encoding")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="where the JSON goes (default: the site's recorded result for the reference, "
-                             "reports/experiment_positional/ for any other --impl)")
-    parser.add_argument("--plot", type=Path, default=None, help="where the PNG goes (default: beside the JSON's "
-                                                                "default, as for --results)")
+    common.add_output_options(parser, own_runs=OWN_RUNS)
     parser.add_argument("--seed", type=int, default=None, help="seed for initialisation and data")
     parser.add_argument("--task", choices=sorted(TASKS), default=None,
                         help="recall (default) or lag-copy; see the module docstring")
