@@ -112,24 +112,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         rank, world = dist.get_rank(), dist.get_world_size()
         if world != WORLD:
             raise SystemExit(f"run with --nproc-per-node {WORLD}, not {world}: the shards assume {WORLD} ranks")
-        model = DistributedDataParallel(build_model())
-        allreduces = 0
-
-        def counting_allreduce(state, bucket):  # unannotated: DDP rejects the strings the __future__ import makes
-            nonlocal allreduces
-            allreduces += 1
-            return default_hooks.allreduce_hook(state, bucket)  # DDP's own average (state None: all ranks)
-
-        model.register_comm_hook(None, counting_allreduce)
-        losses = train(training_loop, model, [shard(batch, rank=rank, world=world) for batch in global_batches()])
-        result = {"state_dict": model.module.state_dict(), "losses": losses, "allreduces": allreduces}
+        result = run_rank(training_loop, rank=rank, world=world)
         gathered: list[dict | None] = [None] * world
         dist.all_gather_object(gathered, result)
         if rank == 0:
             torch.save({"ranks": gathered}, args.out)
+        # no rank tears gloo down while another still talks to it: without this, one rank now
+        # and then aborted in its exit ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
+
+def run_rank(training_loop: ModuleType, *, rank: int, world: int) -> dict:
+    """This rank's training under DDP: {"state_dict", "losses", "allreduces"}. The DDP wrapper
+    (which holds the process group) is gone when this returns, before the group is destroyed."""
+    model = DistributedDataParallel(build_model())
+    allreduces = 0
+
+    def counting_allreduce(state, bucket):  # unannotated: DDP rejects the strings the __future__ import makes
+        nonlocal allreduces
+        allreduces += 1
+        return default_hooks.allreduce_hook(state, bucket)  # DDP's own average (state None: all ranks)
+
+    model.register_comm_hook(None, counting_allreduce)
+    losses = train(training_loop, model, [shard(batch, rank=rank, world=world) for batch in global_batches()])
+    state = {name: value.detach().clone() for name, value in model.module.state_dict().items()}
+    return {"state_dict": state, "losses": losses, "allreduces": allreduces}
 
 if __name__ == "__main__":
     main()
