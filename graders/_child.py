@@ -197,6 +197,41 @@ def harness_grads(params) -> list:
     return [p.grad for p in params]
 
 
+def harness_tied_embedding(vocab_size: int, d_model: int):
+    """An embedding and an output layer sharing one weight (V x D): one tensor, two names."""
+    from torch import nn
+
+    model = nn.ModuleDict({"embedding": nn.Embedding(vocab_size, d_model),
+                           "output": nn.Linear(d_model, vocab_size, bias=False)})
+    model["output"].weight = model["embedding"].weight
+    return model
+
+
+def harness_watch(module, names: list) -> dict:
+    """Forward hooks on the submodules `names` of `module` (dotted paths, e.g.
+    `encoder_layers.0.norm1`): every call appends {"args": tensors passed positionally,
+    "kwargs": tensors passed by name, "output": what it returned} to the returned dict's
+    list for that name. Chapter 01 reads where a norm sits and what cross-attention reads."""
+    record: dict = {name: [] for name in names}
+
+    def tensors(value):
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            return value.detach().clone()
+        if isinstance(value, (tuple, list)):
+            return [tensors(v) for v in value]
+        return None  # flags, masks of other types: not recorded
+
+    for name in names:
+        def hook(_module, args, kwargs, output, name=name):
+            record[name].append({"args": tensors(list(args)), "output": tensors(output),
+                                 "kwargs": {k: tensors(v) for k, v in kwargs.items()}})
+
+        module.get_submodule(name).register_forward_hook(hook, with_kwargs=True)
+    return record
+
+
 def harness_files(folder: str) -> list:
     """The names in `folder` (relative to the worker's scratch directory), sorted; [] if absent."""
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
@@ -261,7 +296,7 @@ class _Session:
             if build.get("double"):
                 module.double()  # before loading, so float64 weights are not rounded through float32
             if build.get("state_dict") is not None:
-                module.load_state_dict(build["state_dict"], strict=True)
+                _load_state(module, build["state_dict"])
             module.train(bool(build.get("train", False)))
             self.objects["self"] = module
         grad = request.get("grad")
@@ -294,7 +329,32 @@ class _Session:
         reply = {"ok": True, "outputs": outputs, "grads": grads, "attrs": attrs}
         if request.get("state_dict_shapes"):
             reply["state_dict_shapes"] = {k: list(v.shape) for k, v in self.objects["self"].state_dict().items()}
+        if request.get("parameter_shapes"):  # each tensor once, by its first name (a tied weight once)
+            reply["parameter_shapes"] = {k: list(v.shape) for k, v in self.objects["self"].named_parameters()}
         return reply
+
+
+def _load_state(module, state: dict) -> None:
+    """`module.load_state_dict(state)`, strict but for two ways a correct module may differ:
+    a buffer `state` leaves out keeps its own value (a position table registered persistent
+    or not), and a parameter reached under a second name (a tied output layer) needs no entry
+    of its own when another of its names is given."""
+    result = module.load_state_dict(state, strict=False)
+    buffers = {name for name, _ in module.named_buffers()}
+    names_of: dict[int, set] = {}
+    every = dict(module.named_parameters(remove_duplicate=False))
+    for name, parameter in every.items():
+        names_of.setdefault(id(parameter), set()).add(name)
+    missing = [key for key in result.missing_keys
+               if key not in buffers and not (key in every and names_of[id(every[key])] & set(state))]
+    problems = []
+    if result.unexpected_keys:
+        problems.append("unexpected keys " + ", ".join(repr(k) for k in result.unexpected_keys))
+    if missing:
+        problems.append("missing keys " + ", ".join(repr(k) for k in missing))
+    if problems:
+        raise RuntimeError(f"Error(s) in loading state_dict for {type(module).__name__}: " + "; ".join(problems)
+                           + " (the contract names every parameter: see the class docstring)")
 
 
 def _failure(exc: BaseException, student_dir: str, shown_dir: str = "") -> dict:

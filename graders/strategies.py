@@ -549,3 +549,131 @@ def step_cases(draw, *, clip: bool | None = None) -> StepCase:
     return StepCase(draw(st.integers(min_value=3, max_value=12)), draw(st.integers(min_value=2, max_value=8)),
                     draw(st.integers(min_value=1, max_value=4)), draw(st.integers(min_value=1, max_value=3)),
                     draw(st.integers(min_value=1, max_value=5)), max_grad_norm, draw(seeds()))
+
+
+# --- chapter 01: architectures ------------------------------------------------------------
+
+ARCHITECTURES = ("Transformer", "EncoderOnly", "DecoderOnly")
+LAYERS = ("EncoderLayer", "DecoderLayer")
+
+
+def real_tokens(batch: int, length: int, *, seed: int, padded: bool) -> torch.Tensor | None:
+    """A padding mask (B, L), True for real tokens: each row keeps a random prefix of at least
+    one token (padding at the end, as the contract asks), or None when not `padded`."""
+    if not padded:
+        return None
+    lengths = torch.randint(1, length + 1, (batch,), generator=generator(seed))  # (B,)
+    return torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)  # (B, L)
+
+
+@dataclass(frozen=True)
+class ArchCase:
+    """One model or layer of chapter 01 and one batch for it.
+
+    `kind` is a model (`Transformer`, `EncoderOnly`, `DecoderOnly`) or a layer (`EncoderLayer`,
+    `DecoderLayer`). `src_len` is the encoder's (or the only) sequence length, `tgt_len` the
+    decoder's (for layers: the memory's length is `src_len`, the layer's input `tgt_len`)."""
+
+    kind: str
+    vocab_size: int
+    d_model: int
+    num_heads: int
+    num_layers: int
+    d_ff: int
+    norm_first: bool
+    batch: int
+    src_len: int
+    tgt_len: int
+    padded: bool  # random right padding on every sequence, with its mask
+    seed: int
+    max_seq_len: int = 12
+
+    @property
+    def is_layer(self) -> bool:
+        return self.kind in LAYERS
+
+    def init(self, dropout: float = 0.0) -> dict:
+        """The constructor's keyword arguments (dropout off unless asked: outputs are deterministic)."""
+        if self.is_layer:
+            return {"d_model": self.d_model, "num_heads": self.num_heads, "d_ff": self.d_ff, "dropout": dropout,
+                    "norm_first": self.norm_first}
+        return {"vocab_size": self.vocab_size, "d_model": self.d_model, "num_heads": self.num_heads,
+                "num_layers": self.num_layers, "d_ff": self.d_ff, "max_seq_len": self.max_seq_len,
+                "dropout": dropout, "norm_first": self.norm_first}
+
+    def tokens(self, length: int, offset: int = 0) -> torch.Tensor:
+        """(B, length) token ids from the case's seed (`offset` draws another sequence)."""
+        return torch.randint(0, self.vocab_size, (self.batch, length), generator=generator(self.seed + offset))
+
+    def states(self, length: int, offset: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """(B, length, D) residual-stream values for a layer."""
+        return randn((self.batch, length, self.d_model), seed=self.seed + offset, dtype=dtype)
+
+    def mask(self, length: int, offset: int = 0) -> torch.Tensor | None:
+        return real_tokens(self.batch, length, seed=self.seed + 100 + offset, padded=self.padded)
+
+
+@st.composite
+def arch_cases(draw, *, kinds: tuple[str, ...] = ARCHITECTURES, padded: bool | None = None,
+               norm_first: bool | None = None, min_len: int = 1, max_len: int = 8) -> ArchCase:
+    num_heads = draw(st.sampled_from((1, 2, 4)))
+    # Even widths (the sinusoidal table pairs dimensions) of at least 4: a LayerNorm over 2
+    # features can only output +-1 (times its weight), which hides most of what came before it.
+    head_dim = 2 * draw(st.integers(2 if num_heads == 1 else 1, 3))
+    return ArchCase(
+        kind=draw(st.sampled_from(kinds)), vocab_size=draw(st.integers(3, 24)), d_model=num_heads * head_dim,
+        num_heads=num_heads, num_layers=draw(st.integers(1, 2)), d_ff=draw(st.integers(2, 24)),
+        norm_first=draw(st.booleans()) if norm_first is None else norm_first, batch=draw(st.integers(1, 3)),
+        src_len=draw(st.integers(min_len, max_len)), tgt_len=draw(st.integers(min_len, max_len)),
+        padded=draw(st.booleans()) if padded is None else padded, seed=draw(seeds()),
+    )
+
+
+def layer_parameter_shapes(d_model: int, d_ff: int, *, decoder: bool) -> dict[str, tuple[int, ...]]:
+    """The contract's parameter names and shapes of an `EncoderLayer` / `DecoderLayer`
+    (`nn.MultiheadAttention` packs q, k, v into one `in_proj_weight`)."""
+    d = d_model
+    shapes: dict[str, tuple[int, ...]] = {}
+    for attention in ("self_attn", "cross_attn") if decoder else ("self_attn",):
+        shapes |= {f"{attention}.in_proj_weight": (3 * d, d), f"{attention}.in_proj_bias": (3 * d,),
+                   f"{attention}.out_proj.weight": (d, d), f"{attention}.out_proj.bias": (d,)}
+    shapes |= {"linear1.weight": (d_ff, d), "linear1.bias": (d_ff,), "linear2.weight": (d, d_ff), "linear2.bias": (d,)}
+    for n in range(1, 4 if decoder else 3):
+        shapes |= {f"norm{n}.weight": (d,), f"norm{n}.bias": (d,)}
+    return shapes
+
+
+def parameter_shapes(kind: str, init: dict) -> dict[str, tuple[int, ...]]:
+    """The contract's parameter names and shapes for chapter 01's `kind` built with `init`
+    (each tensor once: the tied output layer has no name of its own)."""
+    d, f = init["d_model"], init["d_ff"]
+    if kind in LAYERS:
+        return layer_parameter_shapes(d, f, decoder=kind == "DecoderLayer")
+    shapes = {"embedding.weight": (init["vocab_size"], d)}
+    stacks = (("encoder_layers", False), ("decoder_layers", True)) if kind == "Transformer" else (("layers", False),)
+    for stack, decoder in stacks:
+        for i in range(init["num_layers"]):
+            shapes |= {f"{stack}.{i}.{k}": v for k, v in layer_parameter_shapes(d, f, decoder=decoder).items()}
+    if init.get("norm_first"):
+        norms = ("encoder_norm", "decoder_norm") if kind == "Transformer" else ("norm",)
+        for norm in norms:
+            shapes |= {f"{norm}.weight": (d,), f"{norm}.bias": (d,)}
+    return shapes
+
+
+def architecture_state(kind: str, init: dict, *, seed: int, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
+    """Random weights for every parameter the contract names: matrices scaled by 1/sqrt(fan-in)
+    (the embedding by 1/sqrt(D), as its initialisation), and every bias and norm moved off its
+    default (zeros, ones), so a parameter used in the wrong place changes the output."""
+    state = {}
+    for k, (name, shape) in enumerate(sorted(parameter_shapes(kind, init).items())):
+        values = randn(shape, seed=seed + 7919 * (k + 1), dtype=dtype)
+        owner = name.rsplit(".", 2)[-2]  # the submodule holding it: norm1, encoder_norm, linear1, ...
+        if "norm" in owner and name.endswith(".weight"):
+            values = 1.0 + 0.3 * values  # a norm's gain, around its default 1
+        elif len(shape) == 1:
+            values = 0.3 * values  # a bias or a norm's shift, around its default 0
+        else:
+            values = values / shape[-1] ** 0.5  # (out, in): 1/sqrt(fan-in); the embedding 1/sqrt(D)
+        state[name] = values
+    return state

@@ -107,6 +107,7 @@ class Result:
     param_grads: dict = field(default_factory=dict)  # parameter name -> grad
     attrs: dict = field(default_factory=dict)
     state_dict_shapes: dict = field(default_factory=dict)
+    parameter_shapes: dict = field(default_factory=dict)  # named_parameters(): a tied tensor once
 
     @property
     def output(self) -> Any:
@@ -157,7 +158,7 @@ class Submission:
                train: bool = False, objects: dict | None = None, upstream: torch.Tensor | None = None,
                grad_call: int = 0, output: tuple[int, ...] = (0,), wrt: tuple = (0,),
                attrs: tuple[str, ...] = (), seed: int | None = 0, state_dict_shapes: bool = False,
-               dtype: torch.dtype = torch.float32, module: str | None = None) -> Result:
+               parameter_shapes: bool = False, dtype: torch.dtype = torch.float32, module: str | None = None) -> Result:
         """Build `cls(**init)`, load `state_dict`, run `calls` on it (`fn` like `self.forward`).
 
         `objects` builds more objects by name first (e.g. `{"cache": {"cls": "KVCache"}}`), which
@@ -173,7 +174,7 @@ class Submission:
                  "double": dtype == torch.float64, "module": module}
         return self.run(build=build,
                         calls=calls, objects=objects or {}, grad=grad, attrs=list(attrs), seed=seed,
-                        state_dict_shapes=state_dict_shapes)
+                        state_dict_shapes=state_dict_shapes, parameter_shapes=parameter_shapes)
 
     def run(self, **request: Any) -> Result:
         """Send one request to the child (starting it if needed) and return its checked result."""
@@ -198,7 +199,8 @@ class Submission:
         _reject_unsupported(outputs)
         grads = reply.get("grads") or {}
         return Result(outputs=list(outputs), input_grads=grads.get("inputs", {}), param_grads=grads.get("params", {}),
-                      attrs=reply.get("attrs", {}), state_dict_shapes=reply.get("state_dict_shapes", {}))
+                      attrs=reply.get("attrs", {}), state_dict_shapes=reply.get("state_dict_shapes", {}),
+                      parameter_shapes=reply.get("parameter_shapes", {}))
 
     def begin_test(self) -> None:
         """Forget the previous test's death; the next call starts a fresh child if needed."""

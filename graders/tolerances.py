@@ -72,6 +72,35 @@ def shifted_logits(dtype: torch.dtype, shift: float) -> Tolerance:
     return Tolerance(rtol=budget, atol=budget, reason=f"x + {shift:g} rounds each logit by |c| * eps")
 
 
+# --- chapter 01: architectures ----------------------------------------------------------------
+
+# A layer built from the same torch.nn blocks as the reference (nn.MultiheadAttention,
+# nn.Linear, nn.LayerNorm), compared in float64: a student may add the residual in another
+# order or run attention through another kernel path; a few layers deep, 1024 eps64 (2e-13)
+# leaves room. A wiring bug (a missing residual, a norm in the wrong place, a wrong mask) moves
+# the outputs by 1e-2 or more.
+ARCH_LAYER = Tolerance(rtol=1024 * _eps(torch.float64), atol=1024 * _eps(torch.float64),
+                       reason="float64 through the same torch.nn blocks, summed in another order")
+
+
+def architecture(max_len: int) -> Tolerance:
+    """A whole float64 model: the layers' budget, plus its sinusoidal position table, which a
+    correct model may hold in float32 (the reference does: a float32 buffer, as torch's default
+    dtype gives) or in float64. The two tables differ by the float32 rounding of sines and
+    cosines of angles up to `max_len` rad (see `angles`); each entry is added once to the
+    stream and carried through a few layers and the tied output layer, whose gain with the
+    course's weights stays below 16."""
+    table = angles(float(max_len))[torch.float64].atol
+    return Tolerance(rtol=ARCH_LAYER.rtol + 16 * table, atol=ARCH_LAYER.atol + 16 * table,
+                     reason=f"float64 layers plus a position table for {max_len} positions that may be float32")
+
+
+# The public golden values: the same models in float32 (torch's default), widths <= 16, through
+# at most two layers each way; float32 rounding of every product and sum, about 1e-6 relative,
+# grows through the layer norms; 1e-4 keeps a wrong wiring (>= 1e-2) apart.
+ARCH_FLOAT32 = Tolerance(rtol=1e-4, atol=1e-5, reason="float32 models of width <= 16, two layers deep")
+
+
 # --- chapter 03: positions ------------------------------------------------------------------
 
 

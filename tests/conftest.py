@@ -79,3 +79,19 @@ def assert_feedback_teaches(chapter: dict) -> None:
 def grade_edit(tmp_path: Path, chapter: str, module: str, source: str) -> dict:
     """Grade one chapter of the reference tree with `module` replaced by `source`; its entry."""
     return chapter_entry(grade(tree_with(tmp_path, module, source), tmp_path / "report", chapter), chapter)
+
+
+def assert_mutant_caught(tmp_path: Path, chapter: str, module: str, source: str, mutant) -> None:
+    """`mutant` of `source` loses points, in its own tasks when it names them (the reference
+    has full marks everywhere: `test_chapters.py`), and every failure message teaches."""
+    tree = tree_with(tmp_path, module, mutant.apply(source))
+    entry = chapter_entry(grade(tree, tmp_path / "report", chapter, tasks=mutant.tasks), chapter)
+    where = f" in tasks {', '.join(mutant.tasks)}" if mutant.tasks else ""
+    assert entry["score"] < entry["max_score"], f"{mutant.name} ({mutant.description}) survived{where}"
+    assert_feedback_teaches(entry)
+
+
+def assert_variant_keeps_full_marks(tmp_path: Path, chapter: str, module: str, source: str, variant) -> None:
+    """A correct solution written another way passes every test of the chapter."""
+    entry = grade_edit(tmp_path, chapter, module, variant.apply(source))
+    assert not failing(entry), f"{variant.name} ({variant.description}) was rejected: {failing(entry)[:2]}"

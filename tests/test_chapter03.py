@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REFERENCE, assert_feedback_teaches, chapter_entry, failing, grade, grade_edit, tree_with
+from tests.conftest import REFERENCE, assert_mutant_caught, assert_variant_keeps_full_marks, chapter_entry, grade, tree_with
 from tests.mutants import ch02, ch03
 
 CHAPTER = "positional_encodings"
@@ -39,19 +39,15 @@ def test_mutant_count():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("mutant", "module"), CASES, ids=[m.name for m, _ in CASES])
-def test_mutant_loses_points(mutant, module, tmp_path, reference_grade):
-    chapter = grade_edit(tmp_path, CHAPTER, module, mutant.apply(SOURCES[module]))
-    assert chapter["score"] < chapter_entry(reference_grade, CHAPTER)["score"], (
-        f"{mutant.name} ({mutant.description}) survived")
-    assert_feedback_teaches(chapter)
+def test_mutant_loses_points(mutant, module, tmp_path):
+    assert_mutant_caught(tmp_path, CHAPTER, module, SOURCES[module], mutant)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ch03.VALID_VARIANTS, ids=lambda m: m.name)
 def test_valid_variant_keeps_full_marks(variant, tmp_path):
     """A correct solution written another way is never rejected."""
-    chapter = grade_edit(tmp_path, CHAPTER, MODULE, variant.apply(SOURCES[MODULE]))
-    assert not failing(chapter), f"{variant.name} ({variant.description}) was rejected"
+    assert_variant_keeps_full_marks(tmp_path, CHAPTER, MODULE, SOURCES[MODULE], variant)
 
 
 def test_mutants_apply_cleanly():

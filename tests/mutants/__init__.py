@@ -19,6 +19,9 @@ class Mutant:
     old: str  # exact text in the reference module
     new: str  # replacement
     also: tuple[tuple[str, str], ...] = ()  # further (old, new) edits, applied in order after the first
+    # The chapter's tasks (`grade --task`) whose tests must catch it; empty: the whole chapter.
+    # Grading only these is faster, and says more: the bug is caught where it lives.
+    tasks: tuple[str, ...] = ()
 
     def apply(self, source: str) -> str:
         """Return ``source`` with ``old`` replaced by ``new`` (then each edit in ``also``).

@@ -1,0 +1,199 @@
+"""Chapter 01 public tests: properties you can check yourself, and golden values.
+
+These run without the reference solution. Golden values live in
+`graders/snapshots/01_transformer_architecture/` and are shown when a test fails; the weights
+they use come from `graders.strategies.architecture_state`, which fills every parameter the
+contract names. Your instructor's hidden tests check much more: every class against the
+reference over many configurations, with padding, in float64; where each norm sits (with
+forward hooks); what cross-attention reads; causality; padding invariance; dropout; the tied
+output layer; the parameter counts.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graders import checks, strategies, tolerances
+
+TASKS = ("positions", "embeddings", "masks", "EncoderLayer", "DecoderLayer", "Transformer", "EncoderOnly",
+         "DecoderOnly", "count_parameters", "transformer_parameter_count")
+SECTIONS = {"positions": "embeddings", "embeddings": "embeddings", "masks": "masks", "EncoderLayer": "encoder-layer",
+            "DecoderLayer": "decoder-layer", "Transformer": "encoder-decoder", "EncoderOnly": "encoder-only",
+            "DecoderOnly": "decoder-only", "count_parameters": "parameter-count",
+            "transformer_parameter_count": "parameter-count"}
+LAYER_INIT = {"d_model": 8, "num_heads": 2, "d_ff": 12, "dropout": 0.0}
+MODEL_INIT = {"vocab_size": 11, "d_model": 8, "num_heads": 2, "num_layers": 2, "d_ff": 12, "max_seq_len": 10,
+              "dropout": 0.0}
+GOLDEN = {torch.float32: tolerances.ARCH_FLOAT32}
+
+
+def tokens(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    return torch.randint(0, MODEL_INIT["vocab_size"], shape, generator=strategies.generator(seed))
+
+
+@pytest.mark.points(0)
+@pytest.mark.task("static")
+def test_no_banned_apis(static_scan, chapter):
+    """The module parses and uses none of the nn.Transformer* classes."""
+    checks.static_clean(static_scan, chapter.module)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("positions")
+def test_sinusoidal_positions_golden(student, snapshot):
+    """sinusoidal_positions(6, 8) matches the golden table; the docstring's (2, 4) example holds."""
+    small = checks.check_tensor(student.call("sinusoidal_positions", 2, 4), what="sinusoidal_positions(2, 4)",
+                                shape=(2, 4), dtype=torch.float32)
+    checks.assert_close(small, torch.tensor([[0.0, 1.0, 0.0, 1.0], [0.841471, 0.540302, 0.0099998, 0.99995]]),
+                        tolerances.Tolerance(rtol=0.0, atol=1e-6, reason="the docstring's values, to 6 digits"),
+                        what="sinusoidal_positions(2, 4)", reveal=True)
+    snapshot.assert_match({"table": student.call("sinusoidal_positions", 6, 8)}, GOLDEN)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("masks")
+def test_mask_helpers_examples(student):
+    """padding_to_ignore flips the course's padding mask; future_mask(3) blocks the keys after each query."""
+    ignore = student.call("padding_to_ignore", torch.tensor([[1, 1, 0]]))
+    checks.assert_equal(checks.check_tensor(ignore, what="padding_to_ignore([[1, 1, 0]])", shape=(1, 3),
+                                            dtype=torch.bool),
+                        torch.tensor([[False, False, True]]), what="padding_to_ignore([[1, 1, 0]])", reveal=True)
+    blocked = student.call("future_mask", 3)
+    checks.assert_equal(checks.check_tensor(blocked, what="future_mask(3)", shape=(3, 3), dtype=torch.bool),
+                        torch.ones(3, 3, dtype=torch.bool).triu(1), what="future_mask(3)", reveal=True)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", [pytest.param("EncoderLayer", marks=pytest.mark.task("EncoderLayer")),
+                                  pytest.param("DecoderLayer", marks=pytest.mark.task("DecoderLayer")),
+                                  pytest.param("Transformer", marks=pytest.mark.task("Transformer"))])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_parameter_names_and_shapes(student, kind, norm_first):
+    """The module's parameters carry the contract's names and shapes (so state_dicts move between solutions)."""
+    init = (LAYER_INIT if kind.endswith("Layer") else MODEL_INIT) | {"norm_first": norm_first}
+    got = student.module(kind, init, calls=[], parameter_shapes=True).parameter_shapes
+    want = {k: list(v) for k, v in strategies.parameter_shapes(kind, init).items()}
+    if got != want:
+        extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+        wrong = sorted(k for k in set(got) & set(want) if got[k] != want[k])
+        checks.fail(f"{kind}(norm_first={norm_first}) parameters differ from the contract: extra {extra[:4]}, "
+                    f"missing {missing[:4]}, wrong shapes {[(k, got[k], want[k]) for k in wrong[:2]]}")
+
+
+def layer_inputs(snapshot, decoder: bool) -> dict[str, torch.Tensor]:
+    inputs = {"x": strategies.randn((2, 5, 8), seed=1), "mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]).bool()}
+    if decoder:
+        inputs |= {"memory": strategies.randn((2, 4, 8), seed=2),
+                   "memory_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).bool()}
+    return snapshot.inputs(**inputs)
+
+
+def keep_real(out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Padding positions set to 0: what a model returns there is not graded."""
+    return out.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("EncoderLayer")
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_golden(student, snapshot, norm_first):
+    """EncoderLayer(8, 2, 12) with fixed weights on a padded batch matches the golden output at real positions."""
+    init = LAYER_INIT | {"norm_first": norm_first}
+    t = layer_inputs(snapshot, decoder=False)
+    state = strategies.architecture_state("EncoderLayer", init, seed=3, dtype=torch.float32)
+    out = student.module("EncoderLayer", init, state_dict=state,
+                         calls=[{"fn": "self.forward", "args": [t["x"]], "kwargs": {"attention_mask": t["mask"]}}]).output
+    out = checks.check_tensor(out, what="EncoderLayer(x, mask)", shape=(2, 5, 8))
+    snapshot.assert_match({"out": keep_real(out, t["mask"])}, GOLDEN,
+                          hint="post-norm: norm(x + sublayer(x)); pre-norm: x + sublayer(norm(x))")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("DecoderLayer")
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_layer_golden(student, snapshot, norm_first):
+    """DecoderLayer(8, 2, 12) with fixed weights, a padded batch and a padded memory matches the golden output."""
+    init = LAYER_INIT | {"norm_first": norm_first}
+    t = layer_inputs(snapshot, decoder=True)
+    state = strategies.architecture_state("DecoderLayer", init, seed=4, dtype=torch.float32)
+    call = {"fn": "self.forward", "args": [t["x"], t["memory"]],
+            "kwargs": {"attention_mask": t["mask"], "memory_attention_mask": t["memory_mask"]}}
+    out = checks.check_tensor(student.module("DecoderLayer", init, state_dict=state, calls=[call]).output,
+                              what="DecoderLayer(x, memory, masks)", shape=(2, 5, 8))
+    snapshot.assert_match({"out": keep_real(out, t["mask"])}, GOLDEN,
+                          hint="causal self-attention, then cross-attention to memory, then the FFN")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", [pytest.param("Transformer", marks=pytest.mark.task("Transformer")),
+                                  pytest.param("EncoderOnly", marks=pytest.mark.task("EncoderOnly")),
+                                  pytest.param("DecoderOnly", marks=pytest.mark.task("DecoderOnly"))])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_model_golden(student, snapshot, kind, norm_first):
+    """A 2-layer model with fixed weights on fixed tokens matches the golden logits (or hidden states)."""
+    init = MODEL_INIT | {"norm_first": norm_first}
+    t = snapshot.inputs(src=tokens((2, 6), seed=5), tgt=tokens((2, 4), seed=6))
+    state = strategies.architecture_state(kind, init, seed=7, dtype=torch.float32)
+    args = [t["src"], t["tgt"]] if kind == "Transformer" else [t["src"]]
+    out = student.module(kind, init, state_dict=state, calls=[{"fn": "self.forward", "args": args}]).output
+    width = MODEL_INIT["d_model"] if kind == "EncoderOnly" else MODEL_INIT["vocab_size"]
+    out = checks.check_tensor(out, what=f"{kind}(...)", shape=(2, args[-1].shape[1], width))
+    snapshot.assert_match({"out": out}, GOLDEN,
+                          hint="embedding * sqrt(d_model) + positions; the layers; a final norm only if norm_first; "
+                          "logits through the tied embedding")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("Transformer")
+def test_transformer_shape(student):
+    """Transformer(vocab_size=100, d_model=32, 4 heads, 2 layers, d_ff=64) maps src (2, 7), tgt (2, 5) to (2, 5, 100)."""
+    init = {"vocab_size": 100, "d_model": 32, "num_heads": 4, "num_layers": 2, "d_ff": 64}
+    src, tgt = torch.randint(0, 100, (2, 7)), torch.randint(0, 100, (2, 5))
+    out = student.module("Transformer", init, calls=[{"fn": "self.forward", "args": [src, tgt]}]).output
+    checks.assert_finite(checks.check_tensor(out, what="Transformer(src, tgt)", shape=(2, 5, 100),
+                                             dtype=torch.float32), what="Transformer(src, tgt)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("DecoderOnly")
+def test_decoder_only_is_causal(student):
+    """Changing the last token leaves DecoderOnly's logits at every earlier position unchanged."""
+    init = MODEL_INIT | {"num_layers": 1}
+    x = tokens((1, 6), seed=8)
+    changed = x.clone()
+    changed[0, -1] = (x[0, -1] + 1) % MODEL_INIT["vocab_size"]
+    result = student.module("DecoderOnly", init, calls=[{"fn": "self.forward", "args": [x]},
+                                                        {"fn": "self.forward", "args": [changed]}])
+    plain, moved = (checks.check_tensor(o, what="DecoderOnly(tokens)", shape=(1, 6, 11)) for o in result.outputs)
+    checks.assert_close(moved[:, :-1], plain[:, :-1], tolerances.ARCH_FLOAT32, what="logits before the changed token",
+                        reveal=True, hint="every layer needs the causal mask (is_causal=True)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("count_parameters")
+def test_count_parameters_of_a_linear(student):
+    """count_parameters(nn.Linear(3, 2)) is 8: a 2 x 3 weight and a bias of 2."""
+    got = student.run(objects={"m": {"cls": "Linear", "module": "torch.nn", "init": {"in_features": 3,
+                                                                                    "out_features": 2}}},
+                      calls=[{"fn": "count_parameters", "args": [{"$obj": "m"}]}]).output
+    if got != 8:
+        checks.fail(f"count_parameters(nn.Linear(3, 2)) returned {got!r}, expected 8")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("transformer_parameter_count")
+def test_quick_start_parameter_count(student):
+    """The Quick Start model (V=10000, D=512, 6 layers, d_ff=2048) has 49,258,496 parameters."""
+    got = student.call("transformer_parameter_count", 10000, 512, 6, 2048)
+    if got != 49_258_496:
+        checks.fail(f"transformer_parameter_count(10000, 512, 6, 2048) returned {got!r}, expected 49258496")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("Transformer")
+def test_indivisible_heads_raise(student):
+    """Transformer(vocab_size=10, d_model=10, num_heads=4) raises ValueError (10 is not divisible by 4)."""
+    checks.expect_value_error(
+        lambda: student.module("Transformer", {"vocab_size": 10, "d_model": 10, "num_heads": 4}, calls=[]),
+        what="Transformer(vocab_size=10, d_model=10, num_heads=4)")
