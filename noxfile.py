@@ -137,6 +137,13 @@ def bench(session: nox.Session) -> None:
     session.run(_python(session), "-m", "graders", "bench", *session.posargs, external=True)
 
 
+@nox.session(name="experiment-attention", default=False)
+def experiment_attention(session: nox.Session) -> None:
+    """Chapter 01: a tiny encoder-decoder learns to reverse tokens; every head's attention map (--quick, --impl DIR)."""
+    _instructor_only(session, "site/scripts/experiment_attention.py")
+    session.run(_python(session), "site/scripts/experiment_attention.py", *session.posargs, external=True)
+
+
 @nox.session(name="experiment-positional", default=False)
 def experiment_positional(session: nox.Session) -> None:
     """Chapter 03: train with each positional encoding at length 32, test at 32-128 (--quick, --impl DIR)."""

@@ -45,6 +45,9 @@ ALLOWED = (
     "site/mkdocs.yml",
     "site/docs",  # the reading pages
     "site/scripts/fetch_katex.py",  # the release's `nox -s site` fetches KaTeX with it
+    # Chapter 01's experiment (attention patterns of a model trained to reverse): students rerun it
+    # on their own Transformer.
+    "site/scripts/experiment_attention.py",
     # Chapter 03's experiment: students rerun it on their own modules (default impl: assignments/).
     "site/scripts/experiment_positional.py",
     # Chapter 04's FFN ablation, likewise rerun on the students' own chapter 02 and 04 modules.

@@ -10,6 +10,11 @@ installation: fixed seeds, no randomness outside them, and PNGs saved without th
 ``Software`` metadata entry (the matplotlib version). Everything runs on the CPU in a few
 seconds.
 
+The chapter 01 figures draw the encoder-decoder as the reference's ``Transformer`` wires it
+(patches only, no model run), the three families' masks from the reference's
+``padding_to_ignore`` and ``future_mask``, and where the Quick Start model's parameters are,
+counted with ``count_parameters`` on models built on the ``meta`` device and checked against
+``transformer_parameter_count`` (with the table of the derivation that the page includes).
 The chapter 02 figures import the reference solution (``reference_solutions/`` goes on
 ``sys.path``, as the course's flat modules expect) and draw attention maps with the same
 ``graders.viz.plot_attention_heads`` that students call on their own module. The chapter 03
@@ -54,6 +59,7 @@ sys.path.insert(0, str(ROOT))  # `import graders.viz`
 sys.path.insert(0, str(ROOT / "site" / "scripts"))  # `import experiment_positional` (03), `experiment_ffn` (04), ...
 RESULTS = ROOT / "site" / "docs" / "results"  # the experiments' committed results (JSON)
 
+import experiment_attention  # noqa: E402  (chapter 01; called as experiment_attention.plot_results)
 import experiment_ffn  # noqa: E402  (chapter 04; called as experiment_ffn.plot_results: the names clash)
 import experiment_norm  # noqa: E402  (chapter 05, the same way)
 import experiment_training  # noqa: E402  (chapter 06, the same way)
@@ -65,6 +71,8 @@ from normalization import ResidualBlock  # noqa: E402
 from positional_encoding import RotaryEmbedding, alibi_bias, alibi_slopes, sinusoidal_encoding  # noqa: E402
 from training_loop import (CHINCHILLA, CHINCHILLA_REFIT, chinchilla_loss, compute_optimal,  # noqa: E402
                            cosine_schedule, cross_entropy, kaplan_loss, noam_schedule, training_flops)
+from transformer_full import (DecoderOnly, EncoderOnly, Transformer, count_parameters, future_mask,  # noqa: E402
+                              padding_to_ignore, transformer_parameter_count)
 
 from graders import bench  # noqa: E402  (chapter 05's benchmark table)
 from graders.viz import attention_weights, plot_attention_heads  # noqa: E402
@@ -83,6 +91,296 @@ def _save(fig: Figure, name: str) -> Path:
     # the drawing (and the installed renderer).
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     return path
+
+
+# Block diagrams (chapters 01 and 05) are drawn from these: one fill colour per kind of part
+# (chapter 05's sublayer boxes use the attention colour), a box and an arrow.
+NORM_FILL, ATTENTION_FILL, FFN_FILL, EMBEDDING_FILL = "#dbe9f6", "#fde3c8", "#d9f0d3", "#e8dcf3"
+
+
+def _box(ax, x: float, y: float, text: str, color: str, width: float = 1.5, height: float = 0.5) -> None:
+    """A rounded box of ``width`` x ``height`` centred on (x, y), labelled ``text``."""
+    ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.05", fc=color,
+                                ec="black", lw=0.8))
+    ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], color: str = "black") -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=color, lw=1.2,
+                                                          shrinkA=0, shrinkB=0))
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 01: transformer architecture
+# --------------------------------------------------------------------------------------
+
+def _residual(ax, x: float, branch_y: float, sum_y: float, side: float) -> None:
+    """A skip connection: from the stream at ``branch_y`` out to ``x + side``, up, and into the
+    side of the "add & norm" box centred at ``sum_y`` (boxes are 3.6 wide)."""
+    ax.plot([x, x + side, x + side], [branch_y, branch_y, sum_y], color=COLORS[2], lw=2.2)
+    _arrow(ax, (x + side, sum_y), (x + 1.85 * side / abs(side), sum_y), COLORS[2])
+
+
+def architecture() -> Path:
+    """The encoder-decoder of Vaswani et al. (2017) as the reference's ``Transformer`` wires it.
+
+    Post-norm layers (``norm_first=False``, the default): every sublayer sits in a residual
+    connection (green) followed by a LayerNorm ("add & norm"). One token embedding serves the
+    source, the target and, transposed, the output layer. The encoder's output (``memory``)
+    is the key and value of every decoder layer's cross-attention. Drawn with patches only; no
+    model is run.
+    """
+    fig = Figure(figsize=(10.5, 9.6), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlim(0, 14)
+    ax.set_ylim(0, 15.4)
+    ax.set_axis_off()
+    enc, dec, width, h = 3.6, 9.6, 3.6, 0.56
+
+    def stack(x: float, top: float, label: str, boxes: list[tuple[float, str, str]], side: float) -> float:
+        """A frame from y = 3.2 to ``top`` holding ``boxes`` (centre y, text, fill), the stream
+        drawn between them and a skip connection around every sublayer; returns the y where the
+        stack's output leaves its last box."""
+        ax.add_patch(FancyBboxPatch((x - 2.4, 3.2), 4.8, top - 3.2, boxstyle="round,pad=0.1", fc="#f4f4f4",
+                                    ec="gray", lw=1.0))
+        ax.text(x - 2.35, top + 0.2, label, ha="left", va="bottom", fontsize=10, weight="bold")
+        previous = 2.85  # the "+" of the positions
+        for y, text, fill in boxes:
+            _arrow(ax, (x, previous), (x, y - h / 2 - 0.05))
+            _box(ax, x, y, text, fill, width=width, height=h)
+            previous = y + h / 2 + 0.05
+            if text != "add & norm":  # a sublayer: its skip starts just below it, ends at the next box
+                _residual(ax, x, y - h / 2 - 0.3, y + 1.0, side)
+        return previous
+
+    for x, tokens, shape in [(enc, "source tokens src  (B, S)", "(B, S, D)"),
+                             (dec, "target tokens tgt  (B, T)", "(B, T, D)")]:
+        ax.text(x, 0.35, tokens, ha="center", va="center", fontsize=9)
+        _arrow(ax, (x, 0.6), (x, 1.5 - h / 2 - 0.05))
+        _box(ax, x, 1.5, "token embedding E,  \u00d7 \u221aD", EMBEDDING_FILL, width=width, height=h)
+        _arrow(ax, (x, 1.5 + h / 2 + 0.05), (x, 2.35))
+        ax.text(x, 2.6, "+", ha="center", va="center", fontsize=13,
+                bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="black"))
+        side = -1 if x == enc else 1
+        ax.text(x + side * 0.45, 2.6, "sinusoidal\npositions", ha="right" if side < 0 else "left", va="center",
+                fontsize=8)
+        ax.text(x - side * 0.45, 2.6, shape, ha="left" if side < 0 else "right", va="center", fontsize=8,
+                color="gray")
+
+    top = stack(enc, 8.0, "encoder layer \u00d7 L", [
+        (3.95, "self-attention, padding mask", ATTENTION_FILL),
+        (4.95, "add & norm", NORM_FILL),
+        (6.15, "feed-forward (ReLU)", FFN_FILL),
+        (7.15, "add & norm", NORM_FILL),
+    ], side=-2.1)
+    _arrow(ax, (enc, top), (enc, 8.75))
+    ax.plot(enc, 8.8, "o", color="black", ms=4)
+    ax.text(enc, 9.05, "memory  (B, S, D): the keys and values\nof every decoder layer's cross-attention",
+            ha="center", va="bottom", fontsize=9)
+
+    top = stack(dec, 10.4, "decoder layer \u00d7 L", [
+        (3.95, "causal self-attention", ATTENTION_FILL),
+        (4.95, "add & norm", NORM_FILL),
+        (6.15, "cross-attention, source padding", ATTENTION_FILL),
+        (7.15, "add & norm", NORM_FILL),
+        (8.35, "feed-forward (ReLU)", FFN_FILL),
+        (9.35, "add & norm", NORM_FILL),
+    ], side=2.1)
+    # memory -> every decoder layer's cross-attention, as its keys and values
+    ax.plot([enc, 6.6, 6.6], [8.8, 8.8, 6.15], color=COLORS[4], lw=2)
+    _arrow(ax, (6.6, 6.15), (dec - width / 2 - 0.06, 6.15), COLORS[4])
+    ax.text(6.7, 6.4, "K, V", ha="left", va="bottom", fontsize=8.5, color=COLORS[4])
+    ax.text(dec - 0.12, 5.5, "Q", ha="right", va="center", fontsize=8.5, color=COLORS[4])
+
+    _arrow(ax, (dec, top), (dec, 11.3 - h / 2 - 0.05))
+    _box(ax, dec, 11.3, "output layer: h E\u1d40 (tied, no bias)", EMBEDDING_FILL, width=width, height=h)
+    _arrow(ax, (dec, 11.3 + h / 2 + 0.05), (dec, 12.15))
+    ax.text(dec, 12.4, "logits  (B, T, V)", ha="center", va="center", fontsize=9)
+
+    # One matrix E (V x D): both embeddings and the output layer.
+    tied = dict(color=COLORS[4], lw=1.3, ls="--")
+    ax.plot([enc + width / 2 + 0.05, dec - width / 2 - 0.05], [1.5, 1.5], **tied)
+    ax.text((enc + dec) / 2, 1.6, "the same E", ha="center", va="bottom", fontsize=8, color=COLORS[4])
+    ax.plot([dec + width / 2 + 0.05, 12.9, 12.9, dec + width / 2 + 0.05], [1.5, 1.5, 11.3, 11.3], **tied)
+    ax.text(13.1, 6.4, "the same E (V \u00d7 D), transposed: tied weights", ha="left", va="center", fontsize=8,
+            color=COLORS[4], rotation=90)
+
+    ax.text(0.3, 15.1, "Post-norm, as in 2017 and the default here:\n"
+            "    x = norm(x + sublayer(x))  in every \"add & norm\".\n"
+            "Pre-norm (norm_first=True): x = x + sublayer(norm(x)),\n"
+            "    and one more norm after each stack\n"
+            "    (encoder_norm, decoder_norm).\n\n"
+            "Green: the residual stream's skip connections.\n"
+            "Dropout (after the embeddings and on every\n"
+            "sublayer's output) is not drawn.",
+            ha="left", va="top", fontsize=8.5, linespacing=1.35)
+    ax.set_title("The encoder-decoder transformer: Transformer(vocab_size, d_model, num_heads, num_layers, d_ff)",
+                 fontsize=10.5)
+    return _save(fig, "01_architecture")
+
+
+def family_masks() -> Path:
+    """Who may attend to whom in each family, as the course's boolean masks (True = may attend).
+
+    Built from the reference's ``padding_to_ignore`` and ``future_mask``, which produce
+    ``nn.MultiheadAttention``'s convention (True = ignore); the figure inverts them back. One
+    source sentence padded to 6 tokens (``attention_mask`` ``[1, 1, 1, 1, 0, 0]``) and its
+    translation, 5 target tokens.
+    """
+    source = ["the", "cat", "sat", "down", "<pad>", "<pad>"]
+    target = ["<s>", "le", "chat", "s'est", "assis"]
+    attention_mask = torch.tensor([[1, 1, 1, 1, 0, 0]])  # (B, S), True (1) for real tokens
+    ignore = padding_to_ignore(attention_mask)[0]  # (S,): True = pad, nn.MultiheadAttention's convention
+    panels = [
+        ("Encoder self-attention\n(BERT; the encoder of T5): all real keys", ~ignore.expand(6, 6), source, source),
+        ("Decoder self-attention (GPT; the decoder\nof T5): causal, and no padding keys",
+         ~(future_mask(6) | ignore), source, source),
+        ("Cross-attention (T5): every decoder\nquery reads all real source tokens", ~ignore.expand(5, 6), target,
+         source),
+    ]
+    fig = Figure(figsize=(12.0, 4.6), layout="constrained")
+    for ax, (title, allowed, queries, keys) in zip(fig.subplots(1, 3), panels):
+        ax.imshow(allowed.float().numpy(), cmap="Blues", vmin=-0.25, vmax=1.2)
+        for i in range(len(queries)):
+            for j in range(len(keys)):
+                ax.text(j, i, "T" if allowed[i, j] else "F", ha="center", va="center", fontsize=9,
+                        color="white" if allowed[i, j] else "black")
+        ax.set_xticks(range(len(keys)), keys, rotation=45, ha="right")
+        ax.set_yticks(range(len(queries)), queries)
+        ax.set_xlabel("key (source)" if queries is target else "key")
+        ax.set_ylabel("query (target)" if queries is target else "query")
+        ax.set_title(title, fontsize=10)
+    fig.suptitle("Attention masks of the three families: True (dark) = may attend; source attention_mask = "
+                 "[1, 1, 1, 1, 0, 0]", fontsize=11)
+    return _save(fig, "01_family_masks")
+
+
+# The Quick Start model of the README: Transformer(10000, 512, 8, 6, 2048).
+QUICK_START = dict(vocab_size=10_000, d_model=512, num_heads=8, num_layers=6, d_ff=2048)
+
+
+def _parameters_by_part(model: torch.nn.Module) -> dict[str, int]:
+    """``count_parameters`` of each kind of submodule, summed over the layers; the parts add
+    up to the whole model (checked)."""
+    stacks = [("encoder", model.encoder_layers), ("decoder", model.decoder_layers)] if isinstance(
+        model, Transformer) else [("", model.layers)]
+    parts = {"embedding": count_parameters(model.embedding)}
+    for stack, layers in stacks:
+        prefix = f"{stack} " if stack else ""
+        parts[f"{prefix}self-attention"] = sum(count_parameters(layer.self_attn) for layer in layers)
+        if stack == "decoder":
+            parts["decoder cross-attention"] = sum(count_parameters(layer.cross_attn) for layer in layers)
+        parts[f"{prefix}feed-forward"] = sum(count_parameters(layer.linear1) + count_parameters(layer.linear2)
+                                             for layer in layers)
+        parts[f"{prefix}norms"] = sum(count_parameters(module) for layer in layers for name, module in
+                                      layer.named_children() if name.startswith("norm"))
+    assert sum(parts.values()) == count_parameters(model), parts
+    return parts
+
+
+def attention_patterns() -> list[Path]:
+    """The attention-patterns experiment's grid and table, from its committed results.
+
+    ``site/scripts/experiment_attention.py`` trains a tiny encoder-decoder to reverse tokens and
+    records every layer's and head's attention on a held-out sequence in
+    ``site/docs/results/attention_patterns.json``; the site redraws it with the script's own
+    ``plot_results`` and ``table_markdown``, as for the other chapters' experiments. Returns both
+    paths.
+    """
+    results = json.loads((RESULTS / "attention_patterns.json").read_text())
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = experiment_attention.plot_results(results, OUT / "01_attention_patterns.png")
+    table = OUT / "01_attention_patterns_table.md"
+    table.write_text(experiment_attention.table_markdown(results) + "\n")
+    return [path, table]
+
+
+def parameter_count() -> list[Path]:
+    """Where the Quick Start model's 49,258,496 parameters are, and the same layers as the other
+    two families.
+
+    The models are built on PyTorch's ``meta`` device: parameters with shapes and no storage,
+    so counting a 49 M-parameter model costs no memory and no initialisation. Left: the
+    encoder-decoder by part (``count_parameters`` of its submodules), checked against
+    ``transformer_parameter_count``. Right: ``EncoderOnly``, ``DecoderOnly`` and ``Transformer``
+    with the same arguments. Also writes the table of the derivation that the page includes.
+    Returns both paths.
+    """
+    with torch.device("meta"):
+        models = {"EncoderOnly\n(BERT-style)": EncoderOnly(**QUICK_START),
+                  "DecoderOnly\n(GPT-style)": DecoderOnly(**QUICK_START),
+                  "Transformer\n(encoder-decoder)": Transformer(**QUICK_START)}
+    parts = _parameters_by_part(models["Transformer\n(encoder-decoder)"])
+    total = sum(parts.values())
+    V, D, L, F = (QUICK_START[k] for k in ("vocab_size", "d_model", "num_layers", "d_ff"))
+    assert total == transformer_parameter_count(V, D, L, F) == 49_258_496
+
+    fig = Figure(figsize=(12.5, 4.4), layout="constrained")
+    bars, families = fig.subplots(1, 2, width_ratios=[1.25, 1.0])
+    fill = {"embedding": EMBEDDING_FILL, "self-attention": ATTENTION_FILL, "cross-attention": "#f6b98a",
+            "feed-forward": FFN_FILL, "norms": NORM_FILL}
+
+    def kind(part: str) -> str:
+        return part.removeprefix("encoder ").removeprefix("decoder ")
+
+    names = list(parts)
+    bars.barh(names, [parts[n] / 1e6 for n in names], color=[fill[kind(n)] for n in names], edgecolor="black",
+              lw=0.6, height=0.65)
+    for row, name in enumerate(names):
+        bars.text(parts[name] / 1e6 + 0.2, row, f"{parts[name]:,}  ({100 * parts[name] / total:.2f}%)",
+                  va="center", fontsize=8.5)
+    bars.invert_yaxis()
+    bars.set_xlim(0, 17.5)
+    bars.set_xlabel("parameters (millions)")
+    bars.set_title(f"Transformer(10000, 512, 8, 6, 2048): {total:,} parameters by part", fontsize=10)
+
+    for column, (label, model) in enumerate(models.items()):
+        bottom = 0.0
+        by_part = _parameters_by_part(model)
+        for part, count in by_part.items():
+            families.bar(column, count / 1e6, bottom=bottom, color=fill[kind(part)], edgecolor="black", lw=0.6,
+                         width=0.6)
+            bottom += count / 1e6
+        families.text(column, bottom + 0.6, f"{count_parameters(model):,}", ha="center", va="bottom", fontsize=8.5)
+    families.set_xticks(range(len(models)), list(models))
+    families.set_ylim(0, 56)
+    families.set_ylabel("parameters (millions)")
+    spans = {"encoder": 0.0, "decoder": 0.0}  # where each stack sits in the encoder-decoder's bar
+    for part, count in parts.items():
+        for stack in spans:
+            spans[stack] += count / 1e6 if part.startswith(stack) else 0.0
+    start = parts["embedding"] / 1e6
+    for stack, height in spans.items():
+        families.plot([2.35, 2.35], [start + 0.3, start + height - 0.3], color="black", lw=1)
+        families.text(2.42, start + height / 2, f"{stack}\n{height:.1f} M", ha="left", va="center", fontsize=8.5)
+        start += height
+    families.set_xlim(-0.5, 2.95)
+    families.set_title("Three families, the same arguments (L = 6 per stack)", fontsize=10)
+    families.legend(handles=[Rectangle((0, 0), 1, 1, fc=color, ec="black", lw=0.6) for color in fill.values()],
+                    labels=list(fill), fontsize=8.5, loc="upper left")
+    path = _save(fig, "01_parameter_count")
+
+    attention, feed_forward, norm = 4 * D * D + 4 * D, 2 * D * F + F + D, 2 * D  # one of each, with biases
+    formulas = {  # part: (parameters in one layer, as the page writes it and as a number)
+        "encoder self-attention": ("4D^2 + 4D", attention),
+        "encoder feed-forward": ("2DF + F + D", feed_forward),
+        "encoder norms": ("2 \\cdot 2D", 2 * norm),
+        "decoder self-attention": ("4D^2 + 4D", attention),
+        "decoder cross-attention": ("4D^2 + 4D", attention),
+        "decoder feed-forward": ("2DF + F + D", feed_forward),
+        "decoder norms": ("3 \\cdot 2D", 3 * norm),
+    }
+    rows = ["| part | in one layer | one layer | layers | total | share |",
+            "|---|---|---:|---:|---:|---:|",
+            f"| embedding $E$, shared with the output layer | $VD$ (once) | | | {parts['embedding']:,} | "
+            f"{100 * parts['embedding'] / total:.2f}% |"]
+    for name, (formula, one) in formulas.items():
+        assert one * L == parts[name], name  # the formula agrees with the built model
+        rows.append(f"| {name} | ${formula}$ | {one:,} | {L} | {parts[name]:,} | {100 * parts[name] / total:.2f}% |")
+    rows.append(f"| **total** | $VD + L\\,(12D^2 + 4DF + 2F + 24D)$ | | | **{total:,}** | 100% |")
+    table = OUT / "01_parameter_table.md"
+    table.write_text("\n".join(rows) + "\n")
+    return [path, table]
 
 
 # --------------------------------------------------------------------------------------
@@ -698,18 +996,6 @@ def norm_axes() -> Path:
     return _save(fig, "norm_axes")
 
 
-def _box(ax, x: float, y: float, text: str, color: str, width: float = 1.5) -> None:
-    """A rounded box of ``width`` x 0.5 centred on (x, y), labelled ``text``."""
-    ax.add_patch(FancyBboxPatch((x - width / 2, y - 0.25), width, 0.5, boxstyle="round,pad=0.05", fc=color,
-                                ec="black", lw=0.8))
-    ax.text(x, y, text, ha="center", va="center", fontsize=9)
-
-
-def _arrow(ax, start: tuple[float, float], end: tuple[float, float], color: str = "black") -> None:
-    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=color, lw=1.2,
-                                                          shrinkA=0, shrinkB=0))
-
-
 def prepost_norm() -> Path:
     """The two wirings of a residual block, and what each does to the residual stream's scale.
 
@@ -723,7 +1009,7 @@ def prepost_norm() -> Path:
     """
     fig = Figure(figsize=(12.5, 4.4), layout="constrained")
     pre, post, scale = fig.subplots(1, 3, width_ratios=[0.7, 0.7, 1.5])
-    norm_color, sub_color, skip = "#dbe9f6", "#fde3c8", COLORS[2]
+    norm_color, sub_color, skip = NORM_FILL, ATTENTION_FILL, COLORS[2]
     for ax, title in [(pre, "Pre-norm (GPT-2, Llama)"), (post, "Post-norm (2017, BERT)")]:
         ax.set_xlim(-1.6, 1.6)
         ax.set_ylim(-0.3, 5.3)
@@ -1130,6 +1416,11 @@ def training_dynamics() -> list[Path]:
 
 # In the order the pages use them.
 FIGURES: list[Callable[[], Path | list[Path]]] = [
+    # chapter 01
+    architecture,
+    family_masks,
+    parameter_count,
+    attention_patterns,
     # chapter 02
     attention_heads,
     score_scaling,
