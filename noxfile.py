@@ -25,25 +25,35 @@ nox.options.sessions = ["grade"]
 nox.options.error_on_external_run = False
 
 
-def _dependencies() -> list[str]:
+def _dependencies(*extras: str) -> list[str]:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return list(project["dependencies"])
+    optional = project.get("optional-dependencies", {})
+    return list(project["dependencies"]) + [d for extra in extras for d in optional.get(extra, [])]
 
 
-def _python(session: nox.Session) -> str:
-    """The shared environment's interpreter, (re)installed when its inputs change."""
+def _python(session: nox.Session, *extras: str) -> str:
+    """The shared environment's interpreter, (re)installed when its inputs change.
+
+    `extras` name optional dependency groups of pyproject.toml (the project's own tests need
+    "dev": Playwright for the browser test); a stamp per group records what is installed, so
+    a student's `nox -s grade` never downloads them and `nox -s tests` installs them once."""
     python = VENV / "bin" / "python"
-    stamp = VENV / ".course-installed"
     wanted = hashlib.sha256(((ROOT / "pyproject.toml").read_text() + TORCH).encode()).hexdigest()
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    stamp = VENV / ".course-installed"
     if not stamp.exists() or stamp.read_text() != wanted:
-        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
         session.run(*pip, TORCH, external=True)  # first, so no dependency pulls another torch build
         session.run(*pip, *_dependencies(), external=True)
         stamp.write_text(wanted)
+    for extra in extras:
+        extra_stamp = VENV / f".course-installed-{extra}"
+        if not extra_stamp.exists() or extra_stamp.read_text() != wanted:
+            session.run(*pip, TORCH, *_dependencies(extra), external=True)  # the torch pin again: nothing replaces it
+            extra_stamp.write_text(wanted)
     return str(python)
 
 
@@ -66,6 +76,12 @@ def _draw_figures(session: nox.Session, python: str) -> None:
         session.run(python, "site/scripts/figures.py", external=True)
 
 
+def _write_api_pages(session: nox.Session, python: str) -> None:
+    """Write the site's API reference (site/docs/api/) from the stubs' docstrings in assignments/;
+    it reads the stubs without importing them, so it runs in the student release too."""
+    session.run(python, "site/scripts/api_pages.py", external=True)
+
+
 @nox.session
 def grade(session: nox.Session) -> None:
     """Grade assignments/ (or --impl DIR, --chapter ID, --report DIR) and print the table."""
@@ -81,7 +97,7 @@ def tests(session: nox.Session) -> None:
     # its expensive module fixture (a release, a site build, torchrun) runs once.
     # `nox -s tests -- tests/test_x.py` runs serially, as given.
     parallel = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadgroup"]
-    session.run(_python(session), "-m", "pytest", *(session.posargs or ["tests", *parallel]), external=True)
+    session.run(_python(session, "dev"), "-m", "pytest", *(session.posargs or ["tests", *parallel]), external=True)
 
 
 @nox.session
@@ -107,10 +123,11 @@ def figures(session: nox.Session) -> None:
 
 @nox.session
 def site(session: nox.Session) -> None:
-    """Build the reading site with `mkdocs build --strict` (figures and KaTeX first)."""
+    """Build the reading site with `mkdocs build --strict` (figures, API pages and KaTeX first)."""
     python = _python(session)
     session.run(python, "site/scripts/fetch_katex.py", external=True)
     _draw_figures(session, python)
+    _write_api_pages(session, python)
     session.run(python, "-m", "mkdocs", "build", "--strict", "-f", "site/mkdocs.yml", *session.posargs, external=True)
 
 
@@ -120,6 +137,7 @@ def serve(session: nox.Session) -> None:
     python = _python(session)
     session.run(python, "site/scripts/fetch_katex.py", external=True)
     _draw_figures(session, python)
+    _write_api_pages(session, python)
     session.run(python, "-m", "mkdocs", "serve", "-f", "site/mkdocs.yml", *session.posargs, external=True)
 
 

@@ -45,6 +45,8 @@ ALLOWED = (
     "site/mkdocs.yml",
     "site/docs",  # the reading pages
     "site/scripts/fetch_katex.py",  # the release's `nox -s site` fetches KaTeX with it
+    # ... and writes the API pages from the release's own stubs with it (reads assignments/ only).
+    "site/scripts/api_pages.py",
     # Chapter 01's experiment (attention patterns of a model trained to reverse): students rerun it
     # on their own Transformer.
     "site/scripts/experiment_attention.py",
@@ -62,9 +64,10 @@ ALLOWED = (
     "README.md",
     "pyproject.toml",
 )
-# Inside allowed folders but never shipped: the hidden suites, and two build products that are
-# not committed (the figures are drawn afresh by `draw_figures`; `nox -s site` fetches KaTeX).
-SKIPPED = ("graders/hidden", "site/docs/figures", "site/docs/javascripts/katex")
+# Inside allowed folders but never shipped: the hidden suites, and three build products that are
+# not committed (the figures are drawn afresh by `draw_figures`; `nox -s site` fetches KaTeX and
+# writes the API pages from the stubs).
+SKIPPED = ("graders/hidden", "site/docs/figures", "site/docs/javascripts/katex", "site/docs/api")
 # Caches and bytecode: never source, and bytecode of a hidden suite would be one.
 JUNK = ("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis", ".ruff_cache", ".DS_Store")
 # Never in a release, whatever the lists above say; `scan` reports each one it finds.

@@ -1,15 +1,21 @@
-"""The reading site builds with `mkdocs build --strict`, serves nothing from a CDN, and links
-every anchor the graders' feedback points at."""
+"""The reading site builds with `mkdocs build --strict`, serves nothing from a CDN, links every
+anchor the graders' feedback points at, carries an API page per chapter generated from the
+stubs, and reads well in a real browser: every page served on 127.0.0.1 and opened in headless
+Chromium, with its math rendered, its images loaded, no console errors and no dead links;
+screenshots of the home page and a chapter page land in reports/site/."""
 
 from __future__ import annotations
 
 import ast
+import html
+import re
 import subprocess
 import sys
 
 import pytest
 
 from graders import chapters
+from tests import site_browser
 from tests.conftest import ROOT
 
 # Its module fixture runs once: under xdist (--dist loadgroup) the whole file shares one worker.
@@ -22,6 +28,7 @@ CDN_HOSTS = ("cdn.", "jsdelivr", "unpkg", "googleapis", "cdnjs", "gstatic")
 def built_site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
     subprocess.run([sys.executable, "site/scripts/figures.py"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "site/scripts/api_pages.py"], cwd=ROOT, check=True, capture_output=True)
     subprocess.run([sys.executable, "site/scripts/fetch_katex.py", "--optional"], cwd=ROOT, check=True,
                    capture_output=True)
     build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "site/mkdocs.yml", "-d", str(out)],
@@ -58,3 +65,137 @@ def test_figures_are_reproducible(tmp_path):
     subprocess.run([sys.executable, "site/scripts/figures.py"], cwd=ROOT, check=True, capture_output=True)
     second = {p.name: p.read_bytes() for p in figures.glob("*.png")}
     assert first and first == second
+
+
+# --- the API pages, generated from the stubs by site/scripts/api_pages.py ------------------
+
+
+def _api_chapters() -> list[chapters.Chapter]:
+    """Graded chapters whose stubs exist (the script skips a chapter whose stubs are not written yet)."""
+    return [c for c in chapters.graded() if all((chapters.ASSIGNMENTS / f"{m}.py").exists() for m in c.modules)]
+
+
+def _stub_objects(module: str):
+    """(name, node, source) for every public function and class of a stub, and every public method
+    (and `__init__`) of its classes, as `Class.method`."""
+    source = (chapters.ASSIGNMENTS / f"{module}.py").read_text()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            yield node.name, node, source
+            methods = [m for m in node.body if isinstance(m, ast.FunctionDef)] if isinstance(node, ast.ClassDef) else []
+            for method in methods:
+                if not method.name.startswith("_") or method.name == "__init__":
+                    yield f"{node.name}.{method.name}", method, source
+
+
+def _api_html(built_site, chapter: chapters.Chapter) -> str:
+    return (built_site / "api" / chapter.slug / "index.html").read_text()
+
+
+def _visible(page: str) -> str:
+    """A built page's text: no tags, entities decoded, no whitespace (layout is not content)."""
+    return re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]+>", "", page)))
+
+
+def _markup_free(text: str) -> str:
+    """Text without the markup the two syntaxes spell differently: code-span backticks, emphasis
+    stars, the `::` that opens an RST literal block (`:` on the page)."""
+    return text.replace("`", "").replace("*", "").replace("::", ":")
+
+
+def test_api_pages_have_a_heading_for_every_public_name(built_site):
+    for chapter in _api_chapters():
+        page = _api_html(built_site, chapter)
+        for module in chapter.modules:
+            anchors = {name: re.sub(r"\b__(\w+?)__\b", r"\1", name) for name, _, _ in _stub_objects(module)}
+            missing = [name for name, anchor in anchors.items()  # `KVCache.__init__` is `#KVCache.init`
+                       if f'id="{anchor}"' not in page and f'id="{module}.{anchor}"' not in page]
+            assert missing == [], (chapter.slug, missing)
+
+
+def test_api_pages_show_every_docstring_whole(built_site):
+    # Every word of every docstring, in order: the page may change the markup (list markers,
+    # code spans, line breaks), never the text.
+    for chapter in _api_chapters():
+        page = _markup_free(_visible(_api_html(built_site, chapter)))
+        for module in chapter.modules:
+            source = (chapters.ASSIGNMENTS / f"{module}.py").read_text()
+            nodes = [(module, ast.parse(source))] + [(name, node) for name, node, _ in _stub_objects(module)]
+            for name, node in nodes:
+                docstring = ast.get_docstring(node)
+                if docstring:
+                    text = re.sub(r"^\s*([*+-]|\d+\.)\s+", "", docstring, flags=re.MULTILINE)  # list markers
+                    shown = re.sub(r"\s+", "", _markup_free(text)) in page
+                    assert shown, f"{chapter.slug}: the docstring of {name} is not on its API page as written"
+
+
+def test_api_pages_show_each_signature_as_the_stub_writes_it(built_site):
+    for chapter in _api_chapters():
+        page = _visible(_api_html(built_site, chapter))
+        for module in chapter.modules:
+            for name, node, source in _stub_objects(module):
+                if isinstance(node, ast.FunctionDef):
+                    header = "\n".join(source.splitlines()[node.lineno - 1:node.body[0].lineno - 1])
+                    header = re.sub(r"#[^\n]*", "", header)  # comments inside a long parameter list
+                    header = re.sub(r"\s+", "", header).removesuffix(":").replace(",)", ")")
+                    shown = header in page
+                    assert shown, f"{chapter.slug}: {name}'s signature differs from the stub's: {header}"
+
+
+def test_api_pages_are_reproducible():
+    api = ROOT / "site" / "docs" / "api"
+    subprocess.run([sys.executable, "site/scripts/api_pages.py"], cwd=ROOT, check=True, capture_output=True)
+    first = {p.name: p.read_bytes() for p in api.glob("*.md")}
+    subprocess.run([sys.executable, "site/scripts/api_pages.py"], cwd=ROOT, check=True, capture_output=True)
+    second = {p.name: p.read_bytes() for p in api.glob("*.md")}
+    assert first and first == second
+
+
+# --- in a real browser ---------------------------------------------------------------------------
+# Debian's Chromium, headless, driven by Playwright (tests/site_browser.py); .ci/run installs it.
+
+SCREENSHOTS = ROOT / "reports" / "site"  # the test's artifacts: the home page and a chapter page
+CHAPTER_SHOT = "03_positional_encodings/"  # a page with display math beside its first figure
+
+
+@pytest.fixture(scope="module")
+def site_in_browser(built_site):
+    """(every page's PageReport by URL, the HTTP status of every same-site link they hold),
+    from one visit of each page of the built site served on 127.0.0.1."""
+    with site_browser.serve(built_site) as base, site_browser.open_browser() as browser:
+        reports = {}
+        for url in site_browser.page_urls(built_site, base):
+            if url == base:
+                reports[url] = site_browser.visit(browser, url, SCREENSHOTS / "home.png")
+            elif url == base + CHAPTER_SHOT:
+                reports[url] = site_browser.visit(browser, url, SCREENSHOTS / "chapter.png", at="img")
+            else:
+                reports[url] = site_browser.visit(browser, url)
+        links = {link for report in reports.values() for link in report.links}
+        statuses = {link: site_browser.status(link) for link in sorted(links)}
+    return reports, statuses
+
+
+def test_every_page_renders_cleanly_in_chromium(site_in_browser):
+    """Math rendered by KaTeX (no TeX left showing), every image loaded, no console errors."""
+    reports, _ = site_in_browser
+    problems = {report.url: report.problems() for report in reports.values() if report.problems()}
+    assert not problems, problems
+
+
+def test_chapter_pages_show_math_and_figures(site_in_browser):
+    reports, _ = site_in_browser
+    for chapter in chapters.graded():
+        report = next(r for url, r in reports.items() if url.endswith(chapter.page.removesuffix(".md") + "/"))
+        assert report.math > 0 and report.rendered == report.math, report.url
+        assert report.images > 0 and not report.broken_images, report.url
+
+
+def test_internal_links_resolve(site_in_browser):
+    _, statuses = site_in_browser
+    assert statuses and all(code == 200 for code in statuses.values()), {u: c for u, c in statuses.items() if c != 200}
+
+
+def test_screenshots_saved(site_in_browser):
+    for name in ("home.png", "chapter.png"):
+        assert (SCREENSHOTS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

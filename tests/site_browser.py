@@ -1,0 +1,168 @@
+"""The built reading site in a real browser: Debian's Chromium, driven by Playwright.
+
+A plain module, not a test file: `tests/test_site.py` uses it on the site its fixture built.
+`serve` serves a built site on 127.0.0.1 from a thread; `open_browser` starts headless
+Chromium with the flags this machine needs (no sandbox as root, no GPU, no background
+networking: the machine's closed network refuses Chromium's own connections); `visit` loads
+one page and reports what a reader would see go wrong: math left as TeX, images that did not
+load, console errors, links to pages that are not there.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+# .ci/run sets it: there the browser must run. Elsewhere (a student's laptop without Debian's
+# chromium) the browser tests skip and say what to install.
+REQUIRED = "COURSE_BROWSER_REQUIRED"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the stdlib's name)
+        pass
+
+
+@contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve `folder` on 127.0.0.1 at a free port; yields the base URL ("http://127.0.0.1:PORT/")."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def chromium_path() -> str:
+    """Debian's chromium, or skip (fail where REQUIRED is set) with what to install."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "no chromium on PATH: install Debian's package (apt-get install chromium) to run the browser tests"
+        if os.environ.get(REQUIRED):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@contextmanager
+def open_browser() -> Iterator[object]:
+    """A headless Chromium browser (Playwright's sync API)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        message = "playwright is not installed: pip install playwright (nox -s tests installs it, pyproject's dev extra)"
+        if os.environ.get(REQUIRED):
+            pytest.fail(message)
+        pytest.skip(message)
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class PageReport:
+    """What one page showed in the browser."""
+
+    url: str
+    math: int = 0  # arithmatex elements on the page
+    rendered: int = 0  # of those, the ones KaTeX rendered
+    katex_errors: int = 0  # KaTeX's own error spans (bad TeX)
+    raw_tex: list[str] = field(default_factory=list)  # math text still showing its delimiters
+    images: int = 0
+    broken_images: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    links: set[str] = field(default_factory=set)  # same-site links, without their fragment
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.rendered != self.math:
+            found.append(f"{self.math - self.rendered} of {self.math} math elements not rendered by KaTeX")
+        if self.katex_errors:
+            found.append(f"{self.katex_errors} KaTeX errors")
+        if self.raw_tex:
+            found.append(f"raw TeX left on the page: {self.raw_tex[:3]}")
+        if self.broken_images:
+            found.append(f"images that did not load: {self.broken_images}")
+        if self.console_errors:
+            found.append(f"console errors: {self.console_errors[:3]}")
+        return found
+
+
+# Runs in the page after load: counts math and images, collects same-site links.
+_INSPECT = """() => {
+  const math = [...document.querySelectorAll('.arithmatex')];
+  const raw = math.filter(e => !e.querySelector('.katex'))
+                  .map(e => e.textContent.trim().slice(0, 60));
+  const images = [...document.images];
+  const links = [...document.querySelectorAll('a[href]')]
+      .map(a => a.href).filter(h => h.startsWith(location.origin));
+  return {
+    math: math.length,
+    rendered: math.filter(e => e.querySelector('.katex')).length,
+    katex_errors: document.querySelectorAll('.katex-error').length,
+    raw_tex: raw,
+    images: images.length,
+    broken: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
+    links: links,
+  };
+}"""
+
+
+def visit(browser, url: str, screenshot: Path | None = None, *, at: str | None = None) -> PageReport:
+    """Load `url` in a fresh page, wait until the network is idle, inspect it, and save a
+    screenshot of a tall viewport to `screenshot`: the top of the page, or centred on the
+    first element matching the CSS selector `at`."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(url, wait_until="networkidle")
+        found = page.evaluate(_INSPECT)
+        if screenshot is not None:
+            if at is not None:
+                page.evaluate("(selector) => document.querySelector(selector)"
+                              ".scrollIntoView({block: 'center'})", at)
+                page.wait_for_timeout(500)  # Material swaps the header's title as the page scrolls
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot))
+    finally:
+        page.close()
+    return PageReport(url=url, math=found["math"], rendered=found["rendered"], katex_errors=found["katex_errors"],
+                      raw_tex=found["raw_tex"], images=found["images"], broken_images=found["broken"],
+                      console_errors=errors, links={link.split("#", 1)[0] for link in found["links"]})
+
+
+def status(url: str) -> int:
+    """The HTTP status of a GET of `url` (the server is local)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def page_urls(site: Path, base: str) -> list[str]:
+    """The URL of every page of a built site (each index.html, the 404 page left out)."""
+    pages = sorted(p.relative_to(site) for p in site.rglob("index.html"))
+    return [base + ("" if p.parent == Path(".") else f"{p.parent.as_posix()}/") for p in pages]
