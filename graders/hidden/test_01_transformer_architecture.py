@@ -111,6 +111,13 @@ def assert_matches_reference(student, reference, case: ArchCase, hint: str) -> N
 # --- positions and embeddings ----------------------------------------------------------------
 
 
+def paper_table(length: int, d_model: int) -> torch.Tensor:
+    """The 2017 paper's sinusoidal table in float64, (length, d_model): sin, cos, sin, cos, ..."""
+    p = torch.arange(length, dtype=torch.float64).unsqueeze(1)  # (P, 1)
+    angle = p / 10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (P, D/2)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(length, d_model)  # (P, D)
+
+
 @pytest.mark.points(1)
 @pytest.mark.task("positions")
 @given(max_len=st.integers(1, 600), half=st.integers(1, 32))
@@ -120,10 +127,7 @@ def test_sinusoidal_positions_match_formula(student, max_len, half):
     table = checks.check_tensor(student.call("sinusoidal_positions", max_len, d_model),
                                 what=f"sinusoidal_positions({max_len}, {d_model})", shape=(max_len, d_model),
                                 dtype=torch.float32)
-    p = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)  # (P, 1)
-    angle = p / 10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (P, D/2)
-    expected = torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(max_len, d_model)  # (P, D) sin, cos, ...
-    checks.assert_close(table, expected, tolerances.angles(float(max_len))[torch.float32],
+    checks.assert_close(table, paper_table(max_len, d_model), tolerances.angles(float(max_len))[torch.float32],
                         what=f"sinusoidal_positions({max_len}, {d_model})",
                         hint="PE[p, 2i] = sin(p / 10000 ** (2i / d)), PE[p, 2i+1] = cos(...); float64 angles")
 
@@ -154,10 +158,7 @@ def test_first_layer_receives_scaled_embedding_plus_positions(student, kind, dat
     if not calls or not calls[0]["args"]:
         checks.fail(f"{first} was not called with the embedded tokens as its first positional argument")
     tokens = call["args"][0]
-    p = torch.arange(tokens.shape[1], dtype=torch.float64).unsqueeze(1)  # (T, 1)
-    angle = p / 10000.0 ** (torch.arange(0, case.d_model, 2, dtype=torch.float64) / case.d_model)  # (T, D/2)
-    table = torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(tokens.shape[1], case.d_model)  # (T, D)
-    expected = state["embedding.weight"][tokens] * math.sqrt(case.d_model) + table  # (B, T, D)
+    expected = state["embedding.weight"][tokens] * math.sqrt(case.d_model) + paper_table(tokens.shape[1], case.d_model)
     checks.assert_close(calls[0]["args"][0], expected, tolerances.ADDED_TABLE[torch.float64],
                         what=f"the input of {first}", hint="embedding(tokens) * sqrt(d_model) + positions[:T]; "
                         "the scale multiplies the embedding only, not the positions")
