@@ -148,6 +148,13 @@ def release(session: nox.Session) -> None:
     session.run(_python(session), "-m", "graders", "release", *session.posargs, external=True)
 
 
+@nox.session(name="nbgrader-course", default=False)
+def nbgrader_course(session: nox.Session) -> None:
+    """Write an nbgrader course directory (-- DIR [--chapter ID]): its config and one assignment per chapter."""
+    _instructor_only(session, "reference_solutions/", "graders/hidden/")
+    session.run(_python(session), "-m", "graders", "nbgrader-course", *session.posargs, external=True)
+
+
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Grading time per chapter; attention and LayerNorm/RMSNorm speed as ratios to PyTorch's (--only, --json PATH)."""

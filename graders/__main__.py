@@ -1,4 +1,5 @@
-"""The command line: `python -m graders grade | stubs | snapshots | release | bench`. Parsing only."""
+"""The command line: `python -m graders grade | stubs | snapshots | release | bench | rubric | nbgrader-course`.
+Parsing only."""
 
 from __future__ import annotations
 
@@ -96,6 +97,40 @@ def _bench(args: argparse.Namespace) -> int:
     return bench.main(args.impl, sections, Path(args.json) if args.json else None)
 
 
+def _rubric(args: argparse.Namespace) -> int:
+    import json
+
+    from graders import rubric
+
+    selected = [chapters.find(c) for c in args.chapter] if args.chapter else None
+    try:
+        items = rubric.collect(selected)
+    except rubric.RubricError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps({chapter: [item.as_json() for item in found] for chapter, found in items.items()}, indent=2))
+    return 0
+
+
+def _nbgrader_course(args: argparse.Namespace) -> int:
+    from graders import nbgrader_course, rubric
+
+    if _without_reference("nbgrader-course"):
+        return 2
+    selected = [chapters.find(c) for c in args.chapter] if args.chapter else None
+    try:
+        course = nbgrader_course.build(Path(args.dest), selected, course_id=args.course_id)
+    except (nbgrader_course.CourseError, rubric.RubricError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"wrote {_shown(course.dest / 'nbgrader_config.py')} (course {course.course_id!r})")
+    for name, items in course.assignments.items():
+        points = {v: sum(i.points for i in items if i.visibility == v) for v in ("public", "hidden")}
+        print(f"wrote {_shown(course.dest / 'source' / name)}/: {len(items)} test cells, "
+              f"{points['public']:g} public + {points['hidden']:g} hidden points")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m graders", description="Grade the course's assignments.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +164,18 @@ def main(argv: list[str] | None = None) -> int:
                        help="run only this section; repeat for more (default: all)")
     bench.add_argument("--json", default=None, help="also write the norm section's figures to this JSON file")
     bench.set_defaults(func=_bench)
+
+    listing = commands.add_parser("rubric", help="print each chapter's rubric items (task, visibility, points) as JSON")
+    listing.add_argument("--chapter", action="append", default=[], help="a chapter id or number; repeat for more")
+    listing.set_defaults(func=_rubric)
+
+    course = commands.add_parser("nbgrader-course",
+                                 help="write an nbgrader course directory: config, one assignment per chapter")
+    course.add_argument("dest", help="the course directory (created; its config and source/ are rewritten)")
+    course.add_argument("--chapter", action="append", default=[],
+                        help="only this chapter; repeat for more (default: every graded chapter)")
+    course.add_argument("--course-id", default="transformers", help="nbgrader's course id (default: transformers)")
+    course.set_defaults(func=_nbgrader_course)
 
     args = parser.parse_args(argv)
     return args.func(args)
