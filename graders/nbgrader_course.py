@@ -49,6 +49,7 @@ DEFAULT_COURSE_ID = "transformers"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 EXECUTE_TIMEOUT_S = 3600  # per cell; the first cell of a notebook grades the whole chapter
 
+GENERATED = "written by `python -m graders nbgrader-course`"
 CONFIG = '''\
 """nbgrader configuration for the course {course_id!r}, written by `python -m graders nbgrader-course`.
 
@@ -109,19 +110,23 @@ def build(dest: Path, selected: list[chapters.Chapter] | None = None, *,
         raise CourseError(f"{dest} is inside the repository; generate the course somewhere else")
     selected = list(selected or chapters.graded())
     course = Course(dest, course_id)
-    items = rubric.collect(selected)
+    items = rubric.collect(selected)  # before anything is written: a suite that fails to collect changes nothing
     dest.mkdir(parents=True, exist_ok=True)
-    write_config(course, selected)
+    write_config(course)
     for chapter in selected:
         write_source(course, chapter, items[chapter.id])
     return course
 
 
-def write_config(course: Course, selected: list[chapters.Chapter]) -> None:
-    exclude = {assignment_name(c): assignment_files(c) for c in selected}
+def write_config(course: Course) -> None:
+    """The course-wide config: it names every graded chapter's files, whichever sources this run writes."""
+    target = course.dest / "nbgrader_config.py"
+    if target.exists() and GENERATED not in target.read_text():
+        raise CourseError(f"{target} exists and was not written by this generator; move it or choose another folder")
+    exclude = {assignment_name(c): assignment_files(c) for c in chapters.graded()}
     text = CONFIG.format(course_id=course.course_id, root=str(chapters.ROOT), exclude=exclude,
                          timeout=EXECUTE_TIMEOUT_S)
-    (course.dest / "nbgrader_config.py").write_text(text)
+    target.write_text(text)
 
 
 def write_source(course: Course, chapter: chapters.Chapter, items: list[rubric.Item]) -> None:
