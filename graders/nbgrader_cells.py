@@ -68,7 +68,7 @@ def check(chapter: str, visibility: str, task: str, *, points: float, impl: str 
         raise CourseError(f"{graded['id']} / {visibility} / {task} is worth {max_score:g} points in the suites but "
                           f"{points:g} in this notebook: regenerate the course (python -m graders nbgrader-course)")
     score = sum(t["score"] for t in tests)
-    print(f"{task}, {visibility} checks: {score:g} / {max_score:g} points")
+    print(f"{task}, {visibility} checks: {score:g} of {max_score:g} point{'' if max_score == 1 else 's'}")
     for test in tests:
         if test["status"] != "passed":
             worth = f"{test['max_score']:g} point{'' if test['max_score'] == 1 else 's'}"
