@@ -156,6 +156,13 @@ def nbgrader_course(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def gradescope(session: nox.Session) -> None:
+    """Build a Gradescope autograder.zip in dist/gradescope/ (--dest DIR, --chapter ID)."""
+    _instructor_only(session, "reference_solutions/", "graders/hidden/")
+    session.run(_python(session), "-m", "graders", "gradescope", *session.posargs, external=True)
+
+
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Grading time per chapter; attention and LayerNorm/RMSNorm speed as ratios to PyTorch's (--only, --json PATH)."""
     _instructor_only(session, "reference_solutions/")

@@ -1,5 +1,5 @@
-"""The command line: `python -m graders grade | stubs | snapshots | release | bench | rubric | nbgrader-course`.
-Parsing only."""
+"""The command line: `python -m graders grade | stubs | snapshots | release | bench | rubric |
+nbgrader-course | gradescope`. Parsing only."""
 
 from __future__ import annotations
 
@@ -131,6 +131,17 @@ def _nbgrader_course(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gradescope(args: argparse.Namespace) -> int:
+    from graders import gradescope
+
+    if _without_reference("gradescope"):
+        return 2
+    selected = [chapters.find(c) for c in args.chapter] if args.chapter else None
+    target = gradescope.build(Path(args.dest), selected)
+    print(f"wrote {_shown(target)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m graders", description="Grade the course's assignments.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="only this chapter; repeat for more (default: every graded chapter)")
     course.add_argument("--course-id", default="transformers", help="nbgrader's course id (default: transformers)")
     course.set_defaults(func=_nbgrader_course)
+
+    scope = commands.add_parser("gradescope", help="build a Gradescope autograder.zip (same grade, same points)")
+    scope.add_argument("--dest", default=str(chapters.ROOT / "dist" / "gradescope"),
+                       help="where autograder.zip goes (default: dist/gradescope/)")
+    scope.add_argument("--chapter", action="append", default=[],
+                       help="grade only this chapter; repeat for more (default: every chapter)")
+    scope.set_defaults(func=_gradescope)
 
     args = parser.parse_args(argv)
     return args.func(args)
