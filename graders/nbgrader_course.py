@@ -29,9 +29,11 @@ What each choice is for:
 - **Only the instructor's cells run.** Every cell is locked; autograde restores locked cells
   and, with `graders.nbgrader_preprocessors.DropUnknownCells`, drops any code cell a student
   added, so no student code runs in the kernel that reports the points.
-- **The kernel imports this repository's graders.** The config starts kernels with this
-  repository first on `sys.path` (`IPKernelApp.exec_lines`), ahead of the submission folder,
-  which is the kernel's working directory and could hold a planted `graders/`.
+- **The kernel imports this repository's graders, and nothing from the submission.** The
+  kernel's working directory is the submission folder, which Python puts on `sys.path` ahead
+  of the standard library, so a submitted `graders/` or `tempfile.py` would be imported. The
+  config starts kernels (`IPKernelApp.exec_lines`) with that folder taken off `sys.path` and
+  this repository first.
 """
 
 from __future__ import annotations
@@ -72,10 +74,12 @@ c.Autograde.exclude_overwriting = {exclude!r}
 c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
 # The first test cell grades the whole chapter (hidden tests included) in one run.
 c.Execute.timeout = {timeout}
-# Kernels import the graders from GRADERS_ROOT, ahead of the submission folder they run in.
+# Kernels run in the submission folder: take it off sys.path (a submitted `graders/` or
+# `tempfile.py` must never be imported) and import the graders from GRADERS_ROOT.
 c.Execute.extra_arguments = [
     "--HistoryManager.hist_file=:memory:",
-    "--IPKernelApp.exec_lines=import sys; sys.path.insert(0, " + repr(GRADERS_ROOT) + ")",
+    "--IPKernelApp.exec_lines=import os, sys; sys.path[:] = [" + repr(GRADERS_ROOT)
+    + "] + [p for p in sys.path if os.path.abspath(p or '.') != os.getcwd()]",
 ]
 '''
 
