@@ -9,6 +9,7 @@ marks. The gradebook must hold what `python -m graders grade` gives the same fil
 
 from __future__ import annotations
 
+import ast
 import csv
 import html
 import json
@@ -190,8 +191,6 @@ def feedback_text(cycle: Cycle, student: str) -> str:
 def hidden_code_needles() -> list[release.Needle]:
     """The chapter's hidden tests' code lines, without their docstrings (a failed test's message
     states its property, the docstring's first line, on purpose)."""
-    import ast
-
     suite = CHAPTER.suite("hidden")
     docstrings = set()
     for node in ast.walk(ast.parse(suite.read_text())):
@@ -232,3 +231,26 @@ def test_source_notebook_has_a_cell_per_rubric_item_with_its_points(cycle):
     cells = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"] for c in nb.cells
              if c.metadata["nbgrader"]["grade"]}
     assert cells == {f"{i['visibility']}-{i['task']}": i["points"] for i in items}
+
+
+# --- chapters that build on earlier ones -----------------------------------------------------
+
+
+def test_a_chapter_using_earlier_modules_carries_and_keeps_them(tmp_path):
+    """A chapter whose tests call earlier chapters' modules (chapter 03 calls chapter 02's
+    attention; the capstone calls 02-06) ships stubs of them, and autograde keeps the student's own."""
+    users = [c for c in chapters.graded() if c.uses]
+    assert users, "no graded chapter uses an earlier module"
+    course = tmp_path / "course"
+    args = [arg for c in users for arg in ("--chapter", str(c.number))]
+    subprocess.run([sys.executable, "-m", "graders", "nbgrader-course", str(course), *args], cwd=ROOT,
+                   capture_output=True, text=True, timeout=600, check=True)
+    config = (course / "nbgrader_config.py").read_text()
+    for chapter in users:
+        folder = course / "source" / chapter.slug
+        expected = [f"{m}.py" for m in dict.fromkeys(chapter.modules + chapter.uses)]
+        assert sorted(p.name for p in folder.glob("*.py")) == sorted(expected), chapter.id
+        for name in expected:
+            assert (folder / name).read_text() == stubs.make_stub((REFERENCE / name).read_text(), name)
+        kept = re.search(r"exclude_overwriting = (\{.*\})", config).group(1)
+        assert sorted(ast.literal_eval(kept)[chapter.slug]) == sorted(expected), chapter.id
