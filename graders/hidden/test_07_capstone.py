@@ -230,6 +230,46 @@ def test_top_k_never_samples_outside_the_top_k(student, reference, case, k, seed
                         "the others to -inf, then softmax")
 
 
+def check_cached_forward(student, reference, case, prefill: int, fused: bool) -> None:
+    """forward on `prefill` tokens, then one token at a time, through one KVCache per block (the
+    `kv_caches` argument), gives the logits of one full forward: your model's and the reference's."""
+    config = case.config(fused_attention=fused)
+    model, state = reference_model(reference, case.config(), case.seed)
+    idx = case.tokens()
+    prefill = min(prefill, case.seq_len)
+    caches = [obj(f"cache{i}") for i in range(case.n_layer)]
+    objects = {f"cache{i}": {"cls": "KVCache", "module": "multi_head_attention"} for i in range(case.n_layer)}
+    calls = [{"fn": "self.forward", "args": [idx[:, :prefill]], "kwargs": {"kv_caches": caches}}]
+    calls += [{"fn": "self.forward", "args": [idx[:, t:t + 1]], "kwargs": {"kv_caches": caches}}
+              for t in range(prefill, case.seq_len)]
+    result = build(student, config, state=state, objects=objects, calls=calls)
+    pieces = [logits_of(o, what="forward(..., kv_caches=caches)", shape=(case.batch, n, case.vocab_size))
+              for o, n in zip(result.outputs, [prefill] + [1] * (case.seq_len - prefill))]
+    with torch.no_grad():
+        expected, _ = model(idx)
+    checks.assert_close(torch.cat(pieces, dim=1), expected, tolerances.gpt(case.block_size),
+                        what=f"logits decoded through the caches, {prefill} tokens then one at a time "
+                             f"({'fused, ' if fused else ''}{case})",
+                        hint="new tokens sit at positions L .. L+T-1 with L = kv_caches[0].length: their learned or "
+                             "sinusoidal rows, their rotation, their causal_mask(T, L+T) and ALiBi's bias all start at L")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("generate")
+@given(case=strategies.gpt_cases(min_len=2), prefill=st.integers(1, 4))
+def test_cached_forward_equals_full_forward(student, reference, case, prefill):
+    """Decoding through one KVCache per block (forward's kv_caches) gives the logits of a full forward pass."""
+    check_cached_forward(student, reference, case, prefill, fused=False)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("fused")
+@given(case=strategies.gpt_cases(min_len=2), prefill=st.integers(1, 4))
+def test_fused_cached_forward_equals_full_forward(student, reference, case, prefill):
+    """With fused_attention=True, decoding through the caches gives the logits of a full forward pass."""
+    check_cached_forward(student, reference, case, prefill, fused=True)
+
+
 # --- the fused path -----------------------------------------------------------------------------
 
 
