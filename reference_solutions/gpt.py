@@ -366,10 +366,10 @@ class GPT(nn.Module):
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        for block in self.blocks:
-            down = block.ffn.w2 if self.config.ffn == "swiglu" else block.ffn.fc2
-            for projection in (block.attn.out_proj, down):
-                nn.init.normal_(projection.weight, mean=0.0, std=residual_std)
+        down = "w2" if self.config.ffn == "swiglu" else "fc2"  # the FFN's projection back into the stream
+        for name, param in self.named_parameters():
+            if name.endswith(("attn.out_proj.weight", f"ffn.{down}.weight")):
+                nn.init.normal_(param, mean=0.0, std=residual_std)
         ### END SOLUTION
 
     def forward(self, idx: Tensor, targets: Tensor | None = None,

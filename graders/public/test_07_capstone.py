@@ -150,7 +150,7 @@ def test_parameter_names_and_tied_embeddings(student, tie):
         checks.fail(f"parameters (each tensor once) differ from the contract's: missing {missing}, unexpected {extra}, "
                     f"wrong shapes {[(k, got[k], expected[k]) for k in wrong]}"
                     + ("; with tie_embeddings=True, lm_head.weight must be the same Parameter as embedding.weight "
-                       "(self.lm_head.weight = self.embedding.weight)" if tie else ""))
+                       "(assign the embedding's Parameter itself to lm_head.weight)" if tie else ""))
     if "lm_head.weight" not in result.state_dict_shapes:
         checks.fail("the state_dict has no 'lm_head.weight': keep lm_head an nn.Linear(d_model, vocab_size, bias=False)")
 
