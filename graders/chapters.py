@@ -66,7 +66,8 @@ CHAPTERS: tuple[Chapter, ...] = (
                     "torch.nn.utils.clip_grad_norm_", "torch.optim.Adam", "torch.optim.AdamW",
                     "torch.optim.lr_scheduler.CosineAnnealingLR", "torch.optim.lr_scheduler.LambdaLR",
                     "torch.optim.lr_scheduler.OneCycleLR")),
-    Chapter(7, "capstone", ("gpt", "train_gpt"), "07_capstone.md"),
+    Chapter(7, "capstone", ("gpt", "train_gpt"), "07_capstone.md",
+            uses=("multi_head_attention", "positional_encoding", "feedforward", "normalization", "training_loop")),
 )
 
 
