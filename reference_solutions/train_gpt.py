@@ -341,6 +341,7 @@ class Preset:
     device: str
     autocast_dtype: str | None  # "bfloat16", or None for float32
     compile: bool  # torch.compile the model (minutes of compiling first; pays off on a GPU)
+    threads: int = 0  # CPU threads for torch (0: torch's default, one per core); 1 on a busy machine
     seed: int = 0
     sample_tokens: int = 500  # characters in sample.txt
 
@@ -351,7 +352,11 @@ PRESETS = {
                        batch_size=12, accumulation_steps=1,
                        max_steps=2000, max_lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1, beta2=0.99,
                        eval_every=250, eval_batches=20, checkpoint_every=500,
-                       device="cpu", autocast_dtype=None, compile=False),
+                       device="cpu", autocast_dtype=None, compile=False,
+                       # One thread: 128-wide matrices gain little from more, and on a machine whose
+                       # cores are busy torch's threads wait on each other (measured on 2 busy cores:
+                       # a forward pass 20x slower with 2 threads). --threads 0: torch's default.
+                       threads=1),
     # nanoGPT's shakespeare_char config: one CUDA GPU, bfloat16, about 10.7 M parameters
     "gpu": Preset(n_layer=6, n_head=6, d_model=384, block_size=256, dropout=0.2, fused_attention=True,
                   batch_size=64, accumulation_steps=1,
@@ -526,6 +531,8 @@ def _train(args: argparse.Namespace, preset: Preset, procs: Processes, device: s
     if not procs.main:
         corpus = prepare_data(args.texts, args.data_dir)
 
+    if preset.threads:
+        torch.set_num_threads(preset.threads)
     torch.manual_seed(preset.seed)  # the same initial weights on every process, and on a rerun
     config = gpt_config(preset, corpus.tokenizer.vocab_size)
     model = GPT(config).to(device)
