@@ -264,11 +264,11 @@ class BaselineGPT(nn.Module):
 
     def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, d_model: int, d_ff: int) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, d_model)
-        self.blocks = nn.ModuleList(BaselineBlock(d_model, n_head, d_ff) for _ in range(n_layer))
+        self.tok_emb = nn.Embedding(vocab_size, d_model)
+        self.stack = nn.ModuleList(BaselineBlock(d_model, n_head, d_ff) for _ in range(n_layer))
         self.norm = nn.RMSNorm(d_model, eps=1e-6)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
-        self.lm_head.weight = self.embedding.weight  # tied
+        self.lm_head.weight = self.tok_emb.weight  # tied
         head_dim = d_model // n_head
         inv_freq = 10000.0 ** (-torch.arange(0, head_dim, 2).float() / head_dim)  # (Dh/2,)
         angles = torch.outer(torch.arange(block_size).float(), inv_freq).repeat(1, 2)  # (T, Dh)
@@ -277,10 +277,10 @@ class BaselineGPT(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         t = idx.shape[1]
-        x = self.embedding(idx)  # (B, T, D)
-        for block in self.blocks:
-            x = block(x, self.cos[:t], self.sin[:t])
-        return self.lm_head(self.norm(x))  # (B, T, V)
+        h = self.tok_emb(idx)  # (B, T, D)
+        for baseline_block in self.stack:
+            h = baseline_block(h, self.cos[:t], self.sin[:t])
+        return self.lm_head(self.norm(h))  # (B, T, V)
 
 
 def training_step(model: nn.Module, batch_size: int, block_size: int, vocab_size: int, device: str,
@@ -294,7 +294,7 @@ def training_step(model: nn.Module, batch_size: int, block_size: int, vocab_size
     def step() -> None:
         with torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             out = model(inputs)
-            logits = out[0] if isinstance(out, tuple) else out  # (B, T, V)
+            logits = out if isinstance(out, torch.Tensor) else out[0]  # (B, T, V): GPT returns (logits, loss)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         loss.backward()
         optimizer.step()
