@@ -232,6 +232,13 @@ def harness_watch(module, names: list) -> dict:
     return record
 
 
+def harness_generator(seed: int):
+    """A CPU `torch.Generator` seeded with `seed` (sampling tests replay the same stream)."""
+    import torch
+
+    return torch.Generator().manual_seed(seed)
+
+
 def harness_files(folder: str) -> list:
     """The names in `folder` (relative to the worker's scratch directory), sorted; [] if absent."""
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []

@@ -264,5 +264,11 @@ def load_reference(module: str) -> types.ModuleType:
         spec = importlib.util.spec_from_file_location(name, path)
         loaded = importlib.util.module_from_spec(spec)
         sys.modules[name] = loaded
-        spec.loader.exec_module(loaded)
+        # The capstone imports earlier chapters by their flat names (`from multi_head_attention
+        # import ...`): while it loads, those names find the reference's modules.
+        sys.path.insert(0, str(chapters.REFERENCE))
+        try:
+            spec.loader.exec_module(loaded)
+        finally:
+            sys.path.remove(str(chapters.REFERENCE))
     return sys.modules[name]

@@ -677,3 +677,90 @@ def architecture_state(kind: str, init: dict, *, seed: int, dtype: torch.dtype =
             values = values / shape[-1] ** 0.5  # (out, in): 1/sqrt(fan-in); the embedding 1/sqrt(D)
         state[name] = values
     return state
+
+
+# --- chapter 07: the capstone GPT -------------------------------------------------------------
+
+GPT_POSITIONS = ("rope", "learned", "sinusoidal", "alibi")
+
+
+@dataclass(frozen=True)
+class GPTCase:
+    """One small `GPTConfig` and a batch of token ids for it.
+
+    `seq_len` is the length of the batch (at most `block_size`); `head_dim` is even, so every
+    position scheme applies. Weights come from `gpt_state`, not from the student's init."""
+
+    vocab_size: int
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_kv_head: int | None
+    head_dim: int
+    d_ff: int
+    pos: str
+    norm: str
+    ffn: str
+    tie_embeddings: bool
+    bias: bool
+    batch: int
+    seq_len: int
+    seed: int
+
+    @property
+    def d_model(self) -> int:
+        return self.n_head * self.head_dim
+
+    def config(self, **overrides) -> dict:
+        """`GPTConfig`'s keyword arguments (dropout 0, unfused unless overridden)."""
+        return {"vocab_size": self.vocab_size, "block_size": self.block_size, "n_layer": self.n_layer,
+                "n_head": self.n_head, "n_kv_head": self.n_kv_head, "d_model": self.d_model, "d_ff": self.d_ff,
+                "pos": self.pos, "norm": self.norm, "ffn": self.ffn, "tie_embeddings": self.tie_embeddings,
+                "bias": self.bias} | overrides
+
+    def tokens(self, length: int | None = None, offset: int = 0) -> torch.Tensor:
+        """(batch, length) token ids (default `seq_len`) from the case's seed."""
+        length = self.seq_len if length is None else length
+        return torch.randint(0, self.vocab_size, (self.batch, length), generator=generator(self.seed + offset))
+
+
+@st.composite
+def gpt_cases(draw, *, positions: tuple[str, ...] = GPT_POSITIONS, max_len: int = 8, min_len: int = 1) -> GPTCase:
+    n_head = draw(st.sampled_from((1, 2, 4)))
+    # Widths of at least 4 (as `arch_cases`): a LayerNorm over 2 features outputs only +-1.
+    n_kv_head = draw(st.sampled_from([None, *[k for k in (1, 2) if n_head % k == 0 and k < n_head]]))
+    block_size = draw(st.integers(max(min_len, 2), max_len))
+    return GPTCase(
+        vocab_size=draw(st.integers(3, 24)), block_size=block_size, n_layer=draw(st.integers(1, 2)), n_head=n_head,
+        n_kv_head=n_kv_head, head_dim=2 * draw(st.integers(2 if n_head == 1 else 1, 3)), d_ff=draw(st.integers(2, 24)),
+        pos=draw(st.sampled_from(positions)), norm=draw(st.sampled_from(("rmsnorm", "layernorm"))),
+        ffn=draw(st.sampled_from(("swiglu", "gelu"))), tie_embeddings=draw(st.booleans()), bias=draw(st.booleans()),
+        batch=draw(st.integers(1, 3)), seq_len=draw(st.integers(min_len, block_size)), seed=draw(seeds()),
+    )
+
+
+def gpt_weights(shapes: dict, *, seed: int, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
+    """Random values for parameters named in `shapes` (name -> shape, each tensor once, as
+    `named_parameters` lists them), drawn as `architecture_state` draws them: matrices by
+    1/sqrt(fan-in) (embeddings by 1/sqrt(D)), norm gains around 1, biases around 0, so a
+    parameter used in the wrong place moves the logits."""
+    state = {}
+    for k, (name, shape) in enumerate(sorted(shapes.items())):
+        values = randn(tuple(shape), seed=seed + 7919 * (k + 1), dtype=torch.float64)
+        if "norm" in name and name.endswith(".weight"):
+            values = 1.0 + 0.3 * values
+        elif len(shape) == 1:
+            values = 0.3 * values
+        else:
+            values = values / shape[-1] ** 0.5
+        state[name] = values.to(dtype)
+    return state
+
+
+def gpt_state(model: torch.nn.Module, *, seed: int) -> dict[str, torch.Tensor]:
+    """Load `gpt_weights` into a built GPT (a tied weight through its first name) and return
+    its full `state_dict` (both names of a tied weight), in the model's dtype."""
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    dtype = next(model.parameters()).dtype
+    model.load_state_dict(gpt_weights(shapes, seed=seed, dtype=dtype), strict=False)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -276,3 +276,37 @@ COMPUTE_OPTIMAL = Tolerance(rtol=1e-4, atol=0.0, reason="a numerical minimizer o
 # fit_chinchilla on noiseless synthetic losses: the parameters come back to a few parts in a
 # thousand (A and B trade off against alpha and beta along a shallow valley).
 FIT = {"E": 0.01, "alpha": 0.01, "beta": 0.01, "A": 0.1, "B": 0.1}  # relative
+
+
+# --- chapter 07: the capstone GPT -------------------------------------------------------------
+
+
+def gpt(block_size: int) -> Tolerance:
+    """A whole float64 GPT of <= 2 blocks built from the student's own modules, against the
+    reference's: the blocks' budget (as chapter 01's models, 1024 eps64), plus position inputs
+    a correct student may compute in float32 (RoPE angles, the sinusoidal table, ALiBi's
+    slopes: see `angles`), each carried through the blocks and the output layer with a gain
+    below 16 for the weights drawn. A wiring bug (a missing residual, a norm in the wrong
+    place, a wrong mask or position) moves the logits by 1e-2 or more."""
+    table = angles(float(block_size))[torch.float64].atol
+    return Tolerance(rtol=ARCH_LAYER.rtol + 16 * table, atol=ARCH_LAYER.atol + 16 * table,
+                     reason=f"float64 blocks plus positions up to {block_size} that may be float32")
+
+
+# The loss of a freshly initialized GPT (weights ~ N(0, 0.02)) on random tokens: the logits are
+# close to 0 (std about 0.02 * sqrt(d_model) <= 0.2 for d_model <= 64), so the loss is
+# ln(vocab_size) plus about half their variance (<= 0.02); 0.1 of room. The default
+# nn.Embedding / nn.Linear initialization gives logits of std >= 1 and a loss far above it.
+INITIAL_LOSS = Tolerance(rtol=0.0, atol=0.1, reason="logits of std <= 0.2 at initialization add <= 0.02 to ln(V)")
+
+# The standard deviation of an initialized weight matrix with >= 1024 entries, against the one
+# asked for: the sample estimate is off by about 1/sqrt(2n) <= 2.2% (5 sigma: 11%); 15% keeps
+# 0.02 and 0.02 / sqrt(2 * n_layer) (at least 29% apart) distinguishable.
+INIT_STD = Tolerance(rtol=0.15, atol=0.0, reason="a sample standard deviation over >= 1024 weights")
+
+# The short training run: the student's float32 run and the reference's start from the same
+# weights and see the same batches, so they differ only by rounding (another summation order
+# in attention, the loss or AdamW), which a few hundred steps grow to about 1e-3 in the
+# validation loss. 0.05 nats is far below what a training bug costs (a wrong schedule or
+# update, a model bug: 0.2 and more).
+TRAINING_MARGIN = Tolerance(rtol=0.0, atol=0.05, reason="float32 runs from the same weights, summed in another order")

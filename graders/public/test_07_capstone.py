@@ -1,0 +1,287 @@
+"""Chapter 07 public tests: properties of your GPT you can check yourself, with expected values.
+
+These run without the reference solution: they compare your model with itself (a future token
+never changes earlier logits, the cached generation equals recomputing from scratch, the fused
+path equals the plain one) and with formulas (the initial loss, parameter counts, the batch
+sampler's rule). Your instructor's hidden tests check much more: your GPT loaded with the
+reference's weights over every position scheme, norm, feed-forward network and head layout,
+sampling with a shared generator, the initialization's statistics, and a short training run on
+Shakespeare with your chapter 06 loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from graders import checks, strategies, tolerances
+from graders.submission import obj
+
+TASKS = ("GPT", "generate", "fused", "data")
+SECTIONS = {"GPT": "gpt", "generate": "generate", "fused": "fused-attention", "data": "data"}
+
+SMALL = {"vocab_size": 11, "block_size": 6, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_model": 16, "d_ff": 24}
+
+
+def build(student, config: dict, *, calls: list, state: dict | None = None, dtype=torch.float64, objects=None,
+          **kwargs):
+    """`GPT(GPTConfig(**config))` in the worker, `state` loaded, then `calls`."""
+    return student.module("GPT", {"config": obj("config")}, objects={"config": {"cls": "GPTConfig", "init": config}}
+                          | (objects or {}), state_dict=state, dtype=dtype, calls=calls, **kwargs)
+
+
+def random_weights(student, config: dict, seed: int) -> dict:
+    """Random weights (strategies.gpt_weights) for the parameters your GPT lists."""
+    shapes = build(student, config, calls=[], parameter_shapes=True).parameter_shapes
+    return strategies.gpt_weights(shapes, seed=seed)
+
+
+def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """The contract's parameter names and shapes (each tensor once), for a config of this file."""
+    v, d, f, h = config["vocab_size"], config["d_model"], config["d_ff"], config["n_head"]
+    kv = (config.get("n_kv_head") or h) * (d // h)
+    shapes = {"embedding.weight": (v, d), "norm.weight": (d,)}
+    for i in range(config["n_layer"]):
+        p = f"blocks.{i}."
+        shapes |= {p + "attn_norm.weight": (d,), p + "ffn_norm.weight": (d,), p + "attn.q_proj.weight": (d, d),
+                   p + "attn.k_proj.weight": (kv, d), p + "attn.v_proj.weight": (kv, d),
+                   p + "attn.out_proj.weight": (d, d), p + "ffn.w1.weight": (f, d), p + "ffn.w3.weight": (f, d),
+                   p + "ffn.w2.weight": (d, f)}
+    if not config.get("tie_embeddings", True):
+        shapes["lm_head.weight"] = (v, d)
+    if config.get("pos") == "learned":
+        shapes["positions.embedding.weight"] = (config["block_size"], d)
+    return shapes
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+@pytest.mark.parametrize("bad", [{"pos": "absolute"}, {"norm": "batchnorm"}, {"ffn": "relu"}, {"n_head": 3},
+                                 {"n_kv_head": 3}, {"dropout": 1.0}, {"block_size": 0}])
+def test_config_rejects_bad_arguments(student, bad):
+    """GPTConfig raises ValueError for an unknown pos/norm/ffn, heads that do not divide, dropout 1, block_size 0."""
+    checks.expect_value_error(lambda: student.run(objects={"c": {"cls": "GPTConfig", "init": SMALL | bad}}, calls=[]),
+                              what=f"GPTConfig(**{SMALL | bad})")
+    checks.expect_value_error(lambda: student.run(objects={"c": {"cls": "GPTConfig", "init": SMALL}}, calls=[]),
+                              what=f"GPTConfig(**{SMALL})", valid=True)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+def test_logits_shape_and_initial_loss(student):
+    """A fresh GPT(V=50, d_model=64) gives logits (B, T, V) and, on random tokens, a loss near ln(V) = 3.91."""
+    config = {"vocab_size": 50, "block_size": 16, "n_layer": 2, "n_head": 4, "d_model": 64}
+    g = strategies.generator(1)
+    idx, targets = torch.randint(0, 50, (4, 16), generator=g), torch.randint(0, 50, (4, 16), generator=g)
+    result = build(student, config, dtype=torch.float32, calls=[{"fn": "self.forward", "args": [idx, targets]}])
+    out = result.output
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        checks.fail(f"forward(idx, targets) should return (logits, loss), got {type(out).__name__}")
+    checks.check_tensor(out[0], what="logits", shape=(4, 16, 50))
+    loss = checks.check_tensor(out[1], what="loss", shape=())
+    checks.assert_close(loss, torch.tensor(math.log(50)), tolerances.INITIAL_LOSS, what="initial loss", reveal=True,
+                        hint="initialize every Linear and Embedding weight from N(0, 0.02): near-zero logits, a "
+                             "near-uniform prediction")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+def test_forward_without_targets_and_too_long(student):
+    """forward(idx) returns (logits, None); a sequence longer than block_size raises ValueError."""
+    idx = torch.randint(0, 11, (2, 6), generator=strategies.generator(2))
+    result = build(student, SMALL, calls=[{"fn": "self.forward", "args": [idx]}])
+    if not isinstance(result.output, (tuple, list)) or len(result.output) != 2 or result.output[1] is not None:
+        checks.fail("forward(idx) without targets should return (logits, None)")
+    too_long = torch.zeros(1, 7, dtype=torch.long)
+    checks.expect_value_error(lambda: build(student, SMALL, calls=[{"fn": "self.forward", "args": [too_long]}]),
+                              what="forward on 7 tokens with block_size=6")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+@pytest.mark.parametrize("pos", strategies.GPT_POSITIONS)
+def test_future_tokens_never_change_earlier_logits(student, pos):
+    """Changing the tokens from position 3 on leaves the logits at positions 0..2 unchanged (causality)."""
+    config = SMALL | {"pos": pos}
+    state = random_weights(student, config, seed=3)
+    idx = torch.randint(0, 11, (2, 6), generator=strategies.generator(4))
+    changed = idx.clone()
+    changed[:, 3:] = (changed[:, 3:] + 1) % 11
+    result = build(student, config, state=state, calls=[{"fn": "self.forward", "args": [idx]},
+                                                       {"fn": "self.forward", "args": [changed]}])
+    first, second = (checks.check_tensor(o[0], what="logits", shape=(2, 6, 11)) for o in result.outputs)
+    checks.assert_close(second[:, :3], first[:, :3], tolerances.SELF_CONSISTENCY[torch.float64],
+                        what=f"logits at positions 0..2 after changing tokens 3..5 (pos={pos!r})",
+                        hint="every attention layer needs the causal mask: query i may attend keys j <= i")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+@pytest.mark.parametrize("tie", [True, False])
+def test_parameter_names_and_tied_embeddings(student, tie):
+    """The parameters carry the contract's names; with tie_embeddings, lm_head.weight IS embedding.weight."""
+    config = SMALL | {"tie_embeddings": tie, "pos": "learned"}
+    result = build(student, config, calls=[], parameter_shapes=True, state_dict_shapes=True)
+    got = {k: tuple(v) for k, v in result.parameter_shapes.items()}
+    expected = expected_shapes(config)
+    if got != expected:
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
+        checks.fail(f"parameters (each tensor once) differ from the contract's: missing {missing}, unexpected {extra}, "
+                    f"wrong shapes {[(k, got[k], expected[k]) for k in wrong]}"
+                    + ("; with tie_embeddings=True, lm_head.weight must be the same Parameter as embedding.weight "
+                       "(self.lm_head.weight = self.embedding.weight)" if tie else ""))
+    if "lm_head.weight" not in result.state_dict_shapes:
+        checks.fail("the state_dict has no 'lm_head.weight': keep lm_head an nn.Linear(d_model, vocab_size, bias=False)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+@pytest.mark.parametrize("tie", [True, False])
+def test_parameter_count_and_flops(student, tie):
+    """num_parameters(False) counts each tensor once; num_parameters() drops the positions (and an untied
+    embedding); flops_per_token() = 6 N + 12 n_layer d_model block_size."""
+    config = SMALL | {"tie_embeddings": tie, "pos": "learned"}
+    result = build(student, config, calls=[{"fn": "self.num_parameters", "args": [False]},
+                                           {"fn": "self.num_parameters"}, {"fn": "self.flops_per_token"}])
+    shapes = expected_shapes(config)
+    total = sum(math.prod(s) for s in shapes.values())
+    non_embedding = total - math.prod(shapes["positions.embedding.weight"]) - (0 if tie else 11 * 16)
+    flops = 6 * non_embedding + 12 * 2 * 16 * 6
+    for got, want, what in zip(result.outputs, (total, non_embedding, flops),
+                               ("num_parameters(non_embedding=False)", "num_parameters()", "flops_per_token()")):
+        if got != want:
+            checks.fail(f"{what} with tie_embeddings={tie}: you returned {got}, expected {want}")
+
+
+# --- generation ---------------------------------------------------------------------------------
+
+
+def recomputation_calls(seq: torch.Tensor, start: int, block_size: int) -> list[dict]:
+    """forward on the last block_size tokens before each generated position."""
+    return [{"fn": "self.forward", "args": [seq[:, max(0, t - block_size):t]]} for t in range(start, seq.shape[1])]
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("generate")
+@pytest.mark.parametrize("prompt_len, new", [(2, 3), (2, 9), (8, 3)])
+def test_greedy_generate_equals_recomputation(student, prompt_len, new):
+    """Greedy generate (temperature=0) picks, at every step, the argmax of forward on the last block_size
+    tokens (block_size=6: the longer cases crop the context)."""
+    state = random_weights(student, SMALL, seed=5)
+    prompt = torch.randint(0, 11, (2, prompt_len), generator=strategies.generator(6))
+    result = build(student, SMALL, state=state,
+                   calls=[{"fn": "self.generate", "args": [prompt, new], "kwargs": {"temperature": 0.0}}])
+    seq = checks.check_tensor(result.output, what="generate(...)", shape=(2, prompt_len + new))
+    checks.assert_equal(seq[:, :prompt_len], prompt, what="the prompt at the start of generate's output", reveal=True)
+    check = build(student, SMALL, state=state, calls=recomputation_calls(seq, prompt_len, 6))
+    for step, out in enumerate(check.outputs):
+        logits = out[0][:, -1]  # (B, V)
+        chosen = logits.gather(-1, seq[:, prompt_len + step, None]).squeeze(-1)  # (B,)
+        checks.assert_close(chosen, logits.max(dim=-1).values, tolerances.SELF_CONSISTENCY[torch.float64],
+                            what=f"logit of the token generated at step {step + 1} vs the largest logit "
+                                 "(forward on the last block_size tokens)", reveal=True,
+                            hint="feed each new token through the KV caches at the next position; once the "
+                                 "sequence would pass block_size, crop to the last block_size tokens and recompute")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("generate")
+def test_top_k_one_is_greedy(student):
+    """Sampling with top_k=1 at temperature 1 always picks the largest logit: it equals temperature=0."""
+    state = random_weights(student, SMALL, seed=7)
+    prompt = torch.randint(0, 11, (3, 2), generator=strategies.generator(8))
+    result = build(student, SMALL, state=state, objects={"gen": {"cls": "generator", "module": "$harness",
+                                                                 "init": {"seed": 0}}},
+                   calls=[{"fn": "self.generate", "args": [prompt, 4], "kwargs": {"temperature": 0.0}},
+                          {"fn": "self.generate", "args": [prompt, 4],
+                           "kwargs": {"temperature": 1.0, "top_k": 1, "generator": obj("gen")}}])
+    greedy = checks.check_tensor(result.outputs[0], what="generate(temperature=0)", shape=(3, 6))
+    checks.assert_equal(result.outputs[1], greedy, what="generate(top_k=1) vs generate(temperature=0)", reveal=True,
+                        hint="top_k keeps the k largest logits and sets the others to -inf before the softmax")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("generate")
+def test_same_generator_same_tokens(student):
+    """Two sampled generations from generators with the same seed are identical (all randomness from `generator`)."""
+    state = random_weights(student, SMALL, seed=9)
+    prompt = torch.randint(0, 11, (2, 3), generator=strategies.generator(10))
+    gens = {name: {"cls": "generator", "module": "$harness", "init": {"seed": 11}} for name in ("g1", "g2")}
+    calls = [{"fn": "self.generate", "args": [prompt, 5], "kwargs": {"generator": obj(name)}} for name in ("g1", "g2")]
+    result = build(student, SMALL, state=state, objects=gens, calls=calls)
+    first = checks.check_tensor(result.outputs[0], what="generate(...)", shape=(2, 8))
+    checks.assert_equal(result.outputs[1], first, what="a second generation with an equally seeded generator",
+                        reveal=True, hint="draw with torch.multinomial(probs, 1, generator=generator)")
+
+
+# --- the fused path -----------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("fused")
+@pytest.mark.parametrize("pos", ["rope", "alibi"])
+def test_fused_equals_unfused(student, pos):
+    """With the same weights, fused_attention=True gives the logits and the greedy tokens of the plain path."""
+    config = SMALL | {"pos": pos}
+    state = random_weights(student, config, seed=12)
+    idx = torch.randint(0, 11, (2, 6), generator=strategies.generator(13))
+    calls = [{"fn": "self.forward", "args": [idx]},
+             {"fn": "self.generate", "args": [idx[:, :2], 6], "kwargs": {"temperature": 0.0}}]
+    plain = build(student, config, state=state, calls=calls)
+    fused = build(student, config | {"fused_attention": True}, state=state, calls=calls)
+    checks.assert_close(fused.outputs[0][0], plain.outputs[0][0], tolerances.gpt(6), what=f"fused logits (pos={pos!r})",
+                        reveal=True, hint="the fused path uses the same q/k/v/out projections, positions and mask")
+    checks.assert_equal(fused.outputs[1], plain.outputs[1], what="greedy tokens with fused_attention=True", reveal=True,
+                        hint="with a KV cache, is_causal aligns the mask to the top left: pass causal_mask(T, S)")
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+TOKENIZER = {"tok": {"cls": "CharTokenizer.from_text", "module": "train_gpt", "init": {"text": "hello world"}}}
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("data")
+def test_tokenizer_example(student):
+    """CharTokenizer.from_text("hello world"): 8 sorted characters ' dehlorw'; "hold" <-> [3, 5, 4, 1]."""
+    result = student.run(module="train_gpt", objects=TOKENIZER, attrs=["tok.vocab_size"],
+                         calls=[{"fn": "tok.encode", "args": ["hold"]}, {"fn": "tok.decode", "args": [[3, 5, 4, 1]]}])
+    if result.attrs["tok.vocab_size"] != 8:
+        checks.fail(f"vocab_size of 'hello world' is {result.attrs['tok.vocab_size']}, expected 8")
+    if list(result.outputs[0]) != [3, 5, 4, 1]:
+        checks.fail(f"encode('hold') returned {result.outputs[0]}, expected [3, 5, 4, 1] (ids index ' dehlorw')")
+    if result.outputs[1] != "hold":
+        checks.fail(f"decode([3, 5, 4, 1]) returned {result.outputs[1]!r}, expected 'hold'")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("data")
+def test_tokenizer_rejects_unknown_character(student):
+    """encode raises ValueError for a character outside the vocabulary."""
+    checks.expect_value_error(lambda: student.run(module="train_gpt", objects=TOKENIZER,
+                                                  calls=[{"fn": "tok.encode", "args": ["hello!"]}]),
+                              what="CharTokenizer.from_text('hello world').encode('hello!')")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("data")
+def test_get_batch_example(student):
+    """get_batch(arange(100), 4, 8, generator) gives windows starting at torch.randint(0, 92, (4,), generator)."""
+    data = torch.arange(100)
+    result = student.run(module="train_gpt", objects={"gen": {"cls": "generator", "module": "$harness",
+                                                              "init": {"seed": 0}}},
+                         calls=[{"fn": "get_batch", "args": [data, 4, 8, obj("gen")]}])
+    if not isinstance(result.output, (tuple, list)) or len(result.output) != 2:
+        checks.fail("get_batch should return (x, y)")
+    starts = torch.randint(0, 92, (4,), generator=strategies.generator(0))
+    x = data[starts[:, None] + torch.arange(8)]
+    checks.assert_equal(checks.check_tensor(result.output[0], what="x", shape=(4, 8), dtype=torch.long), x,
+                        what="x", reveal=True)
+    checks.assert_equal(checks.check_tensor(result.output[1], what="y", shape=(4, 8), dtype=torch.long), x + 1,
+                        what="y (the next token of each position)", reveal=True)
