@@ -334,7 +334,7 @@ class Preset:
 
 
 PRESETS = {
-    # nanoGPT's CPU shapes (its "baby GPT" README run): minutes on a laptop's cores
+    # nanoGPT's CPU shapes (the CPU run of its README): minutes on a laptop's cores
     "cpu-tiny": Preset(n_layer=4, n_head=4, d_model=128, block_size=64, dropout=0.0, fused_attention=True,
                        batch_size=12, accumulation_steps=1,
                        max_steps=2000, max_lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1, beta2=0.99,
@@ -583,6 +583,9 @@ def run_sample(args: argparse.Namespace) -> int:
     if not path.exists():
         raise UsageError(f"no checkpoint at {path}")
     state = torch.load(path, weights_only=True, map_location="cpu")
+    threads = state["preset"].get("threads", 0) if args.threads is None else args.threads
+    if threads:
+        torch.set_num_threads(threads)
     model = GPT(GPTConfig(**state["gpt_config"]))
     model.load_state_dict(state["model"])
     model.to(args.device)
@@ -641,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-k", type=int, default=40)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="cpu")
+    sample.add_argument("--threads", type=int, default=None, help="CPU threads (default: the run's preset's)")
 
     commands.add_parser("prepare", parents=[data], help="only prepare (or check) the cached corpus")
     return parser
