@@ -268,6 +268,16 @@ def test_torchrun_ranks_train_on_different_rows(texts, trained, tmp_path, train_
     assert torch.equal(torch.cat(rows), whole) and not torch.equal(rows[0], rows[1])
 
 
+def test_the_stub_tree_says_what_is_not_written_yet(texts, tmp_path):
+    # what `nox -s capstone` runs in the student release before the tokenizer is written
+    command = [sys.executable, str(ROOT / "assignments" / "train_gpt.py"), "prepare", "--texts", str(texts),
+               "--data-dir", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k != "PYTHONPATH"}
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("train_gpt.py: error: not written yet: CharTokenizer"), result.stderr
+
+
 # --------------------------------------------------------------------------------------
 # nox -s capstone
 
