@@ -91,6 +91,21 @@ def test_logits_shape_and_initial_loss(student):
 
 @pytest.mark.points(1)
 @pytest.mark.task("GPT")
+@pytest.mark.parametrize("pos", strategies.GPT_POSITIONS)
+def test_logits_golden(student, snapshot, pos):
+    """GPT(V=11, d_model=16, 2 blocks, 4 query / 2 kv heads) with fixed weights on fixed tokens matches the golden
+    logits, for each position scheme (learned with untied embeddings)."""
+    config = SMALL | {"pos": pos, "tie_embeddings": pos != "learned"}
+    weights = strategies.gpt_weights(expected_shapes(config), seed=20, dtype=torch.float32)
+    t = snapshot.inputs(idx=torch.randint(0, 11, (2, 6), generator=strategies.generator(21)), **weights)
+    idx = t.pop("idx")
+    result = build(student, config, state=t, dtype=torch.float32, calls=[{"fn": "self.forward", "args": [idx]}])
+    snapshot.assert_match({"logits": result.output[0]}, {torch.float32: tolerances.ARCH_FLOAT32}, hint=(
+        "pre-norm blocks, a final norm, lm_head; positions as config.pos says; the causal mask in every layer"))
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
 def test_forward_without_targets_and_too_long(student):
     """forward(idx) returns (logits, None); a sequence longer than block_size raises ValueError."""
     idx = torch.randint(0, 11, (2, 6), generator=strategies.generator(2))
