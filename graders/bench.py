@@ -11,7 +11,15 @@
    `plot_norm_bench`. Every run draws its ratios to `reports/bench/norm_bench.png` (next to
    the JSON when `--json` is given), since a bar per shape reads faster than the table.
 
-`--only SECTION` (repeatable: grading, attention, norm) runs a part; the grading section is the
+4. Chapter 07's GPT from the given tree, one training step (forward, cross-entropy, backward,
+   `torch.optim.AdamW`) on train_gpt.py's cpu-tiny shapes, in tokens/s, with
+   `fused_attention=True` and with the tree's own attention, against a baseline GPT of the same
+   architecture written from PyTorch built-ins (`nn.RMSNorm`, `nn.Linear`, a SwiGLU, rotary
+   embeddings and `F.scaled_dot_product_attention`) timed in alternation with it (ratio =
+   baseline tok/s / ours, > 1: the tree's is slower); the forward FLOPs per token; on CUDA, the
+   gpu preset's shapes in bfloat16 too, with the model FLOPs utilization (MFU).
+
+`--only SECTION` (repeatable: grading, attention, norm, capstone) runs a part; the grading section is the
 slow one. The norm section imports the tree's normalization.py into this process, unsandboxed:
 run the bench on trees you trust (the reference, your own), as you would run their code.
 """
@@ -49,7 +57,12 @@ NORMS = {
     "layernorm": ("LayerNorm", nn.LayerNorm, 1e-5),
     "rmsnorm": ("RMSNorm", nn.RMSNorm, 1e-6),
 }
-SECTIONS = ("grading", "attention", "norm")
+# train_gpt.py's presets: (vocab_size, block_size, n_layer, n_head, d_model, batch_size)
+CAPSTONE_SHAPES = {"cpu-tiny": (84, 64, 4, 4, 128, 12), "gpu": (84, 256, 6, 6, 384, 64)}
+# Dense bfloat16 peak FLOP/s by device name, from the vendors' data sheets (no sparsity), for MFU.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
+                   "A10": 125e12, "RTX 4090": 165e12, "RTX 3090": 71e12}
+SECTIONS = ("grading", "attention", "norm", "capstone")
 DEFAULT_PLOT = chapters.ROOT / "reports" / "bench" / "norm_bench.png"
 
 
@@ -194,6 +207,148 @@ def plot_norm_bench(results: dict, path: Path) -> Path:
     return path
 
 
+def load_gpt(impl: Path) -> ModuleType:
+    """``impl/gpt.py`` under a private name, importing ``impl``'s own chapter modules (it names
+    them plainly: ``from feedforward import SwiGLU``); those plain names leave sys.modules after."""
+    impl = Path(impl).resolve()
+    if not (impl / "gpt.py").is_file():
+        raise FileNotFoundError(f"{impl / 'gpt.py'} is missing")
+    names = {p.stem for p in impl.glob("*.py")}
+    saved = {name: sys.modules.pop(name) for name in names if name in sys.modules}
+    sys.path.insert(0, str(impl))
+    try:
+        spec = importlib.util.spec_from_file_location("_bench_gpt", impl / "gpt.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(impl))
+        for name in names:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+    return module
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding, rotate-half form: x (B, H, T, Dh), cos and sin (T, Dh)."""
+    x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, Dh/2) each
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin  # (B, H, T, Dh)
+
+
+class BaselineBlock(nn.Module):
+    """A pre-norm GPT block from PyTorch built-ins: RMSNorm, attention with rotary embeddings
+    through F.scaled_dot_product_attention, RMSNorm, SwiGLU (w1 gate, w3 up, w2 down)."""
+
+    def __init__(self, d_model: int, n_head: int, d_ff: int) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.norm1, self.norm2 = nn.RMSNorm(d_model, eps=1e-6), nn.RMSNorm(d_model, eps=1e-6)
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+        self.w1, self.w3 = nn.Linear(d_model, d_ff, bias=False), nn.Linear(d_model, d_ff, bias=False)
+        self.w2 = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)  # (B, H, T, Dh) each
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, Dh)
+        x = x + self.out(y.transpose(1, 2).reshape(b, t, d))  # (B, T, D)
+        h = self.norm2(x)
+        return x + self.w2(F.silu(self.w1(h)) * self.w3(h))  # (B, T, D)
+
+
+class BaselineGPT(nn.Module):
+    """The capstone's default architecture (rope, rmsnorm, swiglu, tied embeddings, no biases)
+    from PyTorch built-ins: the speed the chapter's GPT is measured against."""
+
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, d_model: int, d_ff: int) -> None:
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab_size, d_model)
+        self.stack = nn.ModuleList(BaselineBlock(d_model, n_head, d_ff) for _ in range(n_layer))
+        self.norm = nn.RMSNorm(d_model, eps=1e-6)
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # tied
+        head_dim = d_model // n_head
+        inv_freq = 10000.0 ** (-torch.arange(0, head_dim, 2).float() / head_dim)  # (Dh/2,)
+        angles = torch.outer(torch.arange(block_size).float(), inv_freq).repeat(1, 2)  # (T, Dh)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        h = self.tok_emb(idx)  # (B, T, D)
+        for baseline_block in self.stack:
+            h = baseline_block(h, self.cos[:t], self.sin[:t])
+        return self.lm_head(self.norm(h))  # (B, T, V)
+
+
+def training_step(model: nn.Module, batch_size: int, block_size: int, vocab_size: int, device: str,
+                  dtype: torch.dtype | None):
+    """One training step of ``model`` (forward, F.cross_entropy, backward, AdamW) as a callable."""
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(vocab_size, (batch_size, block_size + 1), generator=gen).to(device)  # (B, T + 1)
+    inputs, targets = idx[:, :-1], idx[:, 1:]  # (B, T) each
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        with torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            out = model(inputs)
+            logits = out if isinstance(out, torch.Tensor) else out[0]  # (B, T, V): GPT returns (logits, loss)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    return step
+
+
+def capstone_bench(impl: Path, preset: str = "cpu-tiny", device: str = "cpu", repeats: int = REPEATS,
+                   shapes: tuple[int, ...] | None = None) -> dict:
+    """Training tokens/s of the tree's GPT (fused and unfused attention) against `BaselineGPT`.
+
+    ``shapes`` is ``(vocab_size, block_size, n_layer, n_head, d_model, batch_size)`` (default:
+    the preset's). On CUDA the steps run under bfloat16 autocast. Returns ``{"config", "rows",
+    "parameters", "forward_flops_per_token"}``; each row: ``attention``, ``tokens_per_s``,
+    ``baseline_tokens_per_s`` and ``ratio`` (baseline / ours: > 1, the tree's is slower).
+    Raises NotImplementedError for a tree whose GPT is still a stub.
+    """
+    impl = Path(impl).resolve()
+    module = load_gpt(impl)
+    vocab_size, block_size, n_layer, n_head, d_model, batch_size = shapes or CAPSTONE_SHAPES[preset]
+    dtype = torch.bfloat16 if device.startswith("cuda") else None
+    tokens = batch_size * block_size
+    rows, start = [], time.perf_counter()
+    for fused in (True, False):
+        torch.manual_seed(0)
+        config = module.GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                                  d_model=d_model, fused_attention=fused)
+        model = module.GPT(config).to(device)
+        d_ff = next(m for name, m in model.named_modules() if name.endswith("w1")).out_features
+        baseline = BaselineGPT(vocab_size, block_size, n_layer, n_head, d_model, d_ff).to(device)
+        ours, theirs = paired_median_seconds(training_step(model, batch_size, block_size, vocab_size, device, dtype),
+                                             training_step(baseline, batch_size, block_size, vocab_size, device, dtype),
+                                             repeats)
+        rows.append({"attention": "fused" if fused else "yours", "tokens_per_s": round(tokens / ours, 1),
+                     "baseline_tokens_per_s": round(tokens / theirs, 1), "ratio": round(ours / theirs, 3)})
+    parameters = {"gpt": model.num_parameters(non_embedding=False),
+                  "baseline": sum(p.numel() for p in baseline.parameters())}
+    config = {"impl": _display(impl), "preset": preset, "device": device, "dtype": str(dtype or torch.float32),
+              "shapes": dict(zip(("vocab_size", "block_size", "n_layer", "n_head", "d_model", "batch_size"),
+                                 (vocab_size, block_size, n_layer, n_head, d_model, batch_size))),
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": repeats,
+              "wall_seconds": round(time.perf_counter() - start, 1)}
+    return {"config": config, "rows": rows, "parameters": parameters,
+            "forward_flops_per_token": model.flops_per_token() // 3}  # flops_per_token is training's: 3x forward
+
+
+def peak_bf16_flops(device_name: str) -> float | None:
+    """The data-sheet dense bfloat16 peak of a CUDA device, by name (None if unknown)."""
+    return next((peak for name, peak in PEAK_BF16_FLOPS.items() if name in device_name), None)
+
+
 def _display(path: Path) -> str:
     """``path`` relative to the repository when it is inside it (no home directories in the JSON)."""
     try:
@@ -239,6 +394,33 @@ def _norm_section(impl: Path, json_path: Path | None) -> int:
     return 0
 
 
+def _capstone_section(impl: Path) -> int:
+    runs = [("cpu-tiny", "cpu")] + ([("gpu", "cuda")] if torch.cuda.is_available() else [])
+    for i, (preset, device) in enumerate(runs):
+        if i:
+            print()
+        print(f"capstone GPT training step on {preset} shapes, {device}, {torch.get_num_threads()} threads "
+              f"(ours: {_display(impl)}gpt.py, ratio = baseline tok/s / ours; > 1: ours is slower):")
+        try:
+            results = capstone_bench(impl, preset, device)
+        except (NotImplementedError, FileNotFoundError) as error:
+            print(f"  skipped: {_display(impl)}gpt.py is not implemented ({error or 'NotImplementedError'})")
+            return 0
+        for row in results["rows"]:
+            print(f"  attention {row['attention']:<6} ours {row['tokens_per_s']:12,.0f} tok/s   "
+                  f"baseline {row['baseline_tokens_per_s']:12,.0f} tok/s   ratio {row['ratio']:5.2f}x")
+        flops = results["forward_flops_per_token"]
+        print(f"  {results['parameters']['gpt']:,} parameters (baseline {results['parameters']['baseline']:,}); "
+              f"forward {flops:,} FLOPs per token (training 3x)")
+        if device == "cuda":
+            name = torch.cuda.get_device_name()
+            peak = peak_bf16_flops(name)
+            best = max(row["tokens_per_s"] for row in results["rows"])
+            print(f"  MFU {3 * flops * best / peak:.1%} of {name}'s {peak / 1e12:.0f} TFLOP/s bfloat16" if peak
+                  else f"  MFU: no bfloat16 peak on record for {name} (graders/bench.py PEAK_BF16_FLOPS)")
+    return 0
+
+
 def main(impl: str, sections: tuple[str, ...] = SECTIONS, json_path: Path | None = None) -> int:
     """Run ``sections`` (in SECTIONS order), a blank line between them; the worst exit status."""
     impl_path = Path(impl).resolve()
@@ -246,7 +428,7 @@ def main(impl: str, sections: tuple[str, ...] = SECTIONS, json_path: Path | None
         print("--json records the norm section: add --only norm (or drop --only)", file=sys.stderr)
         return 2
     runs = {"grading": lambda: _grading_section(impl_path), "attention": _attention_section,
-            "norm": lambda: _norm_section(impl_path, json_path)}
+            "norm": lambda: _norm_section(impl_path, json_path), "capstone": lambda: _capstone_section(impl_path)}
     status = 0
     for i, section in enumerate(name for name in SECTIONS if name in sections):
         if i:

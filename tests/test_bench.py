@@ -84,3 +84,23 @@ def test_cli_json_needs_the_norm_section(tmp_path):
     result = run_cli("bench", "--only", "attention", "--json", str(tmp_path / "norm.json"), timeout=120)
     assert result.returncode == 2
     assert "--json records the norm section" in result.stderr
+
+
+# The capstone section: a GPT of a few thousand parameters, (vocab_size, block_size, n_layer,
+# n_head, d_model, batch_size), so both models' steps take milliseconds.
+CAPSTONE_TINY = (20, 8, 1, 2, 16, 2)
+
+
+def test_capstone_bench_times_both_attention_paths_against_a_same_size_baseline():
+    results = bench.capstone_bench(REFERENCE, shapes=CAPSTONE_TINY, repeats=1)
+    assert [row["attention"] for row in results["rows"]] == ["fused", "yours"]
+    assert all(math.isfinite(row[key]) and row[key] > 0 for row in results["rows"]
+               for key in ("tokens_per_s", "baseline_tokens_per_s", "ratio"))
+    # the baseline is the same architecture: the same parameters, so the ratio compares code, not size
+    assert results["parameters"]["gpt"] == results["parameters"]["baseline"]
+    assert results["forward_flops_per_token"] > 0
+
+
+def test_capstone_bench_on_a_stub_tree_raises_not_implemented():
+    with pytest.raises(NotImplementedError):
+        bench.capstone_bench(ASSIGNMENTS, shapes=CAPSTONE_TINY, repeats=1)
