@@ -99,7 +99,18 @@ def tests(session: nox.Session) -> None:
     # its expensive module fixture (a release, a site build, torchrun) runs once.
     # `nox -s tests -- tests/test_x.py` runs serially, as given.
     parallel = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadgroup"]
-    session.run(_python(session, "dev"), "-m", "pytest", *(session.posargs or ["tests", *parallel]), external=True)
+    session.run(_python(session, "dev", "batch"), "-m", "pytest", *(session.posargs or ["tests", *parallel]),
+                external=True)
+
+
+@nox.session(name="grade-batch", default=False)
+def grade_batch(session: nox.Session) -> None:
+    """Grade a folder of submissions (one folder per student) in parallel on Dask; resumable.
+    `nox -s grade-batch -- SUBMISSIONS [--scheduler tcp://HOST:PORT] [--workers N] [--chapter ID]`."""
+    _instructor_only(session, "graders/hidden/")
+    if not session.posargs:
+        session.error("name the submissions folder: nox -s grade-batch -- SUBMISSIONS_DIR (one folder per student)")
+    session.run(_python(session, "batch"), "-m", "graders", "grade-batch", *session.posargs, external=True)
 
 
 @nox.session
@@ -166,9 +177,10 @@ def gradescope(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Grading time per chapter; attention, LayerNorm/RMSNorm and capstone GPT speed as ratios to PyTorch's (--only, --json PATH)."""
+    """Grading time per chapter; attention, LayerNorm/RMSNorm and capstone GPT speed as ratios to PyTorch's; batch
+    grading's throughput, serial against a LocalCluster (--only, --json PATH)."""
     _instructor_only(session, "reference_solutions/")
-    session.run(_python(session), "-m", "graders", "bench", *session.posargs, external=True)
+    session.run(_python(session, "batch"), "-m", "graders", "bench", *session.posargs, external=True)
 
 
 @nox.session(name="experiment-attention", default=False)

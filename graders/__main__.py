@@ -1,9 +1,10 @@
-"""The command line: `python -m graders grade | stubs | snapshots | release | bench | rubric |
-nbgrader-course | gradescope`. Parsing only."""
+"""The command line: `python -m graders grade | grade-batch | stubs | snapshots | release | bench |
+rubric | nbgrader-course | gradescope`. Parsing only."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,21 @@ def _grade(args: argparse.Namespace) -> int:
     except (GraderError, chapters.UnknownChapter) as exc:
         return main_error(str(exc))
     return 0  # grading completed, whatever the score
+
+
+def _grade_batch(args: argparse.Namespace) -> int:
+    from graders import batch
+
+    try:
+        for key in args.chapter:
+            chapters.find(key)
+        batch.run(batch.Batch(Path(args.submissions), Path(args.report), chapters=args.chapter, tasks=args.task,
+                              scheduler=args.scheduler, workers=args.workers, timeout=args.timeout,
+                              progress=not args.no_progress))
+    except (batch.BatchError, chapters.UnknownChapter) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0  # the batch completed, whatever the scores and however many rows are errors
 
 
 def _stubs(args: argparse.Namespace) -> int:
@@ -156,6 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.set_defaults(func=_grade)
 
+    many = commands.add_parser("grade-batch", help="grade a folder of submissions in parallel on Dask (resumable)")
+    many.add_argument("submissions", help="one folder per student (an nbgrader submitted/ tree, a Gradescope export)")
+    many.add_argument("--report", default="reports",
+                      help="reports/<student>/grade.json and gradebook.csv go here (default: reports/)")
+    many.add_argument("--scheduler", default=None,
+                      help="tcp://HOST:PORT of a running Dask scheduler (default: a LocalCluster on this machine)")
+    many.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                      help="LocalCluster worker processes, one grade each (default: one per core)")
+    many.add_argument("--chapter", action="append", default=[], help="grade only this chapter; repeat for more")
+    many.add_argument("--task", action="append", default=[], help="grade only this task; repeat for more")
+    many.add_argument("--timeout", type=float, default=1800.0,
+                      help="seconds one submission may take before it is an error row (default: 1800)")
+    many.add_argument("--no-progress", action="store_true", help="no progress bar")
+    many.set_defaults(func=_grade_batch)
+
     stubs = commands.add_parser("stubs", help="write assignments/ from the reference's solution regions")
     stubs.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
     stubs.set_defaults(func=_stubs)
@@ -169,9 +200,11 @@ def main(argv: list[str] | None = None) -> int:
                          help="where to build it (default: dist/student/; replaced on each build)")
     release.set_defaults(func=_release)
 
-    bench = commands.add_parser("bench", help="grading time per chapter; attention, norm and capstone GPT speed vs PyTorch")
+    bench = commands.add_parser("bench", help="grading time per chapter; attention, norm and capstone GPT speed vs "
+                                              "PyTorch; batch grading throughput")
     bench.add_argument("--impl", default=str(chapters.REFERENCE))
-    bench.add_argument("--only", action="append", default=[], choices=("grading", "attention", "norm", "capstone"),
+    bench.add_argument("--only", action="append", default=[],
+                       choices=("grading", "attention", "norm", "capstone", "batch"),
                        help="run only this section; repeat for more (default: all)")
     bench.add_argument("--json", default=None, help="also write the norm section's figures to this JSON file")
     bench.set_defaults(func=_bench)

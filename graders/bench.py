@@ -19,8 +19,12 @@
    baseline tok/s / ours, > 1: the tree's is slower); the forward FLOPs per token; on CUDA, the
    gpu preset's shapes in bfloat16 too, with the model FLOPs utilization (MFU).
 
-`--only SECTION` (repeatable: grading, attention, norm, capstone) runs a part; the grading section is the
-slow one. The norm section imports the tree's normalization.py into this process, unsandboxed:
+5. Batch grading (`python -m graders grade-batch`): the same submissions (copies of the given
+   tree) graded one after another with the grade command, then as one batch on a Dask
+   LocalCluster with a worker per core; submissions per minute for each, and the speed-up.
+
+`--only SECTION` (repeatable: grading, attention, norm, capstone, batch) runs a part; the grading
+and batch sections are the slow ones. The norm section imports the tree's normalization.py into this process, unsandboxed:
 run the bench on trees you trust (the reference, your own), as you would run their code.
 """
 
@@ -62,7 +66,9 @@ CAPSTONE_SHAPES = {"cpu-tiny": (84, 64, 4, 4, 128, 12), "gpu": (84, 256, 6, 6, 3
 # Dense bfloat16 peak FLOP/s by device name, from the vendors' data sheets (no sparsity), for MFU.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
                    "A10": 125e12, "RTX 4090": 165e12, "RTX 3090": 71e12}
-SECTIONS = ("grading", "attention", "norm", "capstone")
+SECTIONS = ("grading", "attention", "norm", "capstone", "batch")
+BATCH_SUBMISSIONS = 6
+BATCH_CHAPTER = "feedforward_networks"  # a quick chapter: the figure is throughput, not one grade's length
 DEFAULT_PLOT = chapters.ROOT / "reports" / "bench" / "norm_bench.png"
 
 
@@ -347,6 +353,33 @@ def capstone_bench(impl: Path, preset: str = "cpu-tiny", device: str = "cpu", re
 def peak_bf16_flops(device_name: str) -> float | None:
     """The data-sheet dense bfloat16 peak of a CUDA device, by name (None if unknown)."""
     return next((peak for name, peak in PEAK_BF16_FLOPS.items() if name in device_name), None)
+def batch_bench(impl: Path, submissions: int = BATCH_SUBMISSIONS, workers: int | None = None,
+                chapter: str = BATCH_CHAPTER) -> dict:
+    """Seconds to grade `submissions` copies of `impl`: serially with the grade command, and as
+    one batch on a LocalCluster of `workers` processes (its start-up included)."""
+    import shutil
+
+    workers = workers or os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "submitted"
+        for i in range(submissions):
+            shutil.copytree(impl, folder / f"student{i:02d}", ignore=shutil.ignore_patterns("__pycache__"))
+        grade = [sys.executable, "-m", "graders", "grade", "--chapter", chapter, "--no-progress"]
+        subprocess.run([*grade, "--impl", str(folder / "student00"), "--report", f"{tmp}/warm"], cwd=chapters.ROOT,
+                       check=True, capture_output=True)  # warm-up: file caches, first imports
+        start = time.perf_counter()
+        for student in sorted(folder.iterdir()):
+            subprocess.run([*grade, "--impl", str(student), "--report", f"{tmp}/serial/{student.name}"],
+                           cwd=chapters.ROOT, check=True, capture_output=True)
+        serial = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "graders", "grade-batch", str(folder), "--report", f"{tmp}/batch",
+                        "--workers", str(workers), "--chapter", chapter, "--no-progress"],
+                       cwd=chapters.ROOT, check=True, capture_output=True)
+        batch = time.perf_counter() - start
+    return {"submissions": submissions, "workers": workers, "chapter": chapter, "serial_s": serial, "batch_s": batch,
+            "serial_per_min": 60 * submissions / serial, "batch_per_min": 60 * submissions / batch,
+            "speedup": serial / batch}
 
 
 def _display(path: Path) -> str:
@@ -421,6 +454,18 @@ def _capstone_section(impl: Path) -> int:
     return 0
 
 
+def _batch_section(impl: Path) -> int:
+    figures = batch_bench(impl)
+    print(f"batch grading, {figures['submissions']} copies of {impl.name}, chapter {figures['chapter']}, "
+          f"{os.cpu_count()} cores:")
+    print(f"  serial (grade, one after another)    {figures['serial_s']:6.1f} s  "
+          f"{figures['serial_per_min']:5.1f} submissions/min  "
+          f"{figures['serial_s'] / figures['submissions']:5.2f} s each")
+    print(f"  grade-batch, LocalCluster x{figures['workers']}        {figures['batch_s']:6.1f} s  "
+          f"{figures['batch_per_min']:5.1f} submissions/min  speed-up {figures['speedup']:4.2f}x (start-up included)")
+    return 0
+
+
 def main(impl: str, sections: tuple[str, ...] = SECTIONS, json_path: Path | None = None) -> int:
     """Run ``sections`` (in SECTIONS order), a blank line between them; the worst exit status."""
     impl_path = Path(impl).resolve()
@@ -428,7 +473,8 @@ def main(impl: str, sections: tuple[str, ...] = SECTIONS, json_path: Path | None
         print("--json records the norm section: add --only norm (or drop --only)", file=sys.stderr)
         return 2
     runs = {"grading": lambda: _grading_section(impl_path), "attention": _attention_section,
-            "norm": lambda: _norm_section(impl_path, json_path), "capstone": lambda: _capstone_section(impl_path)}
+            "norm": lambda: _norm_section(impl_path, json_path), "capstone": lambda: _capstone_section(impl_path),
+            "batch": lambda: _batch_section(impl_path)}
     status = 0
     for i, section in enumerate(name for name in SECTIONS if name in sections):
         if i:

@@ -104,3 +104,11 @@ def test_capstone_bench_times_both_attention_paths_against_a_same_size_baseline(
 def test_capstone_bench_on_a_stub_tree_raises_not_implemented():
     with pytest.raises(NotImplementedError):
         bench.capstone_bench(ASSIGNMENTS, shapes=CAPSTONE_TINY, repeats=1)
+
+
+def test_batch_bench_times_serial_and_local_cluster_on_the_same_submissions():
+    figures = bench.batch_bench(REFERENCE, submissions=2, workers=2)
+    assert figures["submissions"] == 2 and figures["workers"] == 2
+    assert all(math.isfinite(figures[k]) and figures[k] > 0 for k in ("serial_s", "batch_s", "speedup"))
+    assert figures["speedup"] == pytest.approx(figures["serial_s"] / figures["batch_s"])
+    assert figures["batch_per_min"] == pytest.approx(60 * 2 / figures["batch_s"])
