@@ -281,9 +281,11 @@ MUTANTS: list[Mutant] = [
     ),
 ]
 
+# Graded by chapter 03 (`tests/test_chapter03.py`), so their `tasks` are chapter 03's.
 ROPE_ONLY_MUTANTS: list[Mutant] = [
     Mutant(
         name="cache_positions_from_zero",
+        tasks=('RotaryEmbedding',),
         description="with a KV cache, rope positions start at 0 instead of kv_cache.length",
         old="start = 0 if kv_cache is None else kv_cache.length",
         new="start = 0",
