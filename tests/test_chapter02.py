@@ -43,6 +43,12 @@ def test_valid_variant_keeps_full_marks(variant, tmp_path):
     assert_variant_keeps_full_marks(tmp_path, CHAPTER, MODULE, REFERENCE_SOURCE, variant)
 
 
+def test_every_mutant_names_its_tasks():
+    tasks = {"softmax", "scaled_dot_product_attention", "causal_mask", "KVCache", "MultiHeadAttention"}
+    for mutant in MUTANTS:
+        assert mutant.tasks and set(mutant.tasks) <= tasks, mutant.name
+
+
 def test_mutants_apply_cleanly():
     # ROPE_ONLY_MUTANTS change attention only with a rotary embedding, which chapter 02 does
     # not pass (the contract); chapter 03's graders catch them.

@@ -50,6 +50,14 @@ def test_valid_variant_keeps_full_marks(variant, tmp_path):
     assert_variant_keeps_full_marks(tmp_path, CHAPTER, MODULE, SOURCES[MODULE], variant)
 
 
+def test_every_mutant_names_its_tasks():
+    # Chapter 02's RoPE-only bugs are graded here, so they name chapter 03's tasks too.
+    tasks = {"sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding", "RotaryEmbedding",
+             "alibi_slopes", "alibi_bias"}
+    for mutant in [*ch03.MUTANTS, *ch03.ATTENTION_MUTANTS, *ch02.ROPE_ONLY_MUTANTS]:
+        assert mutant.tasks and set(mutant.tasks) <= tasks, mutant.name
+
+
 def test_mutants_apply_cleanly():
     for mutant, module in CASES:
         assert mutant.apply(SOURCES[module]) != SOURCES[module]

@@ -41,6 +41,12 @@ def test_valid_variant_keeps_full_marks(variant, tmp_path):
     assert_variant_keeps_full_marks(tmp_path, CHAPTER, MODULE, SOURCE, variant)
 
 
+def test_every_mutant_names_its_tasks():
+    tasks = {"LayerNorm", "RMSNorm", "BatchNorm", "ResidualBlock"}
+    for mutant in MUTANTS:
+        assert mutant.tasks and set(mutant.tasks) <= tasks, mutant.name
+
+
 def test_mutants_apply_cleanly():
     for mutant in [*MUTANTS, *VALID_VARIANTS]:
         assert mutant.apply(SOURCE) != SOURCE

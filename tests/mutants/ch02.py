@@ -24,18 +24,21 @@ MUTANTS: list[Mutant] = [
     # --- scaled_dot_product_attention: scaling -----------------------------------------
     Mutant(
         name="scale_by_dk",
+        tasks=('scaled_dot_product_attention',),
         description="scores divided by d_k instead of sqrt(d_k)",
         old="scale = 1.0 / math.sqrt(q.shape[-1])",
         new="scale = 1.0 / q.shape[-1]",
     ),
     Mutant(
         name="no_scaling",
+        tasks=('scaled_dot_product_attention',),
         description="scores q @ k^T never scaled by 1/sqrt(d_k)",
         old="scale = 1.0 / math.sqrt(q.shape[-1])",
         new="scale = 1.0",
     ),
     Mutant(
         name="bias_before_scaling",
+        tasks=('scaled_dot_product_attention',),
         description="additive bias (ALiBi) added to the raw scores, then everything scaled by 1/sqrt(d_k)",
         old=(
             '    scores = torch.einsum("...td,...sd->...ts", q, k) * scale  # (..., Tq, Tk)\n'
@@ -52,12 +55,14 @@ MUTANTS: list[Mutant] = [
     # --- scaled_dot_product_attention: masking -----------------------------------------
     Mutant(
         name="mask_inverted",
+        tasks=('scaled_dot_product_attention',),
         description="mask read as True = blocked: masked_fill(mask, -inf)",
         old='scores.masked_fill(~mask.bool(), float("-inf"))',
         new='scores.masked_fill(mask.bool(), float("-inf"))',
     ),
     Mutant(
         name="mask_after_softmax",
+        tasks=('scaled_dot_product_attention',),
         description="mask multiplied into the weights after the softmax, rows not renormalised",
         old=(
             "    if mask is not None:\n"
@@ -72,6 +77,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="softmax_wrong_axis",
+        tasks=('scaled_dot_product_attention',),
         description="attention softmax taken over the query axis (dim=-2) instead of the keys",
         old="weights = softmax(scores, dim=-1)",
         new="weights = softmax(scores, dim=-2)",
@@ -79,18 +85,21 @@ MUTANTS: list[Mutant] = [
     # --- scaled_dot_product_attention: dropout ------------------------------------------
     Mutant(
         name="dropout_not_inverted",
+        tasks=('scaled_dot_product_attention',),
         description="dropout zeroes weights but does not scale the kept ones by 1/(1-p)",
         old="scale_kept = 0.0 if dropout_p == 1.0 else 1.0 / (1.0 - dropout_p)",
         new="scale_kept = 1.0",
     ),
     Mutant(
         name="dropout_keeps_with_prob_p",
+        tasks=('scaled_dot_product_attention',),
         description="dropout keeps each weight with probability p instead of 1-p",
         old="keep = torch.rand_like(weights) >= dropout_p",
         new="keep = torch.rand_like(weights) < dropout_p",
     ),
     Mutant(
         name="dropout_p_not_validated",
+        tasks=('scaled_dot_product_attention',),
         description="dropout_p outside [0, 1] accepted silently instead of raising ValueError",
         old=(
             "    if not 0.0 <= dropout_p <= 1.0:\n"
@@ -101,30 +110,35 @@ MUTANTS: list[Mutant] = [
     # --- softmax ------------------------------------------------------------------------
     Mutant(
         name="softmax_no_max_subtraction",
+        tasks=('softmax',),
         description="softmax exponentiates the raw logits: inf/inf = nan at logits of 1e4",
         old="e = torch.exp(x - x_max)",
         new="e = torch.exp(x)",
     ),
     Mutant(
         name="softmax_no_inf_max_guard",
+        tasks=('softmax',),
         description="softmax shifts by the row max even when it is -inf: a fully masked row gives NaN",
         old="    x_max = torch.where(torch.isfinite(x_max), x_max, torch.zeros_like(x_max))\n",
         new="",
     ),
     Mutant(
         name="softmax_no_zero_sum_guard",
+        tasks=('softmax',),
         description="softmax divides by the row sum even when it is 0: a fully masked row gives NaN",
         old="return e / torch.where(total > 0, total, torch.ones_like(total))",
         new="return e / total",
     ),
     Mutant(
         name="softmax_global_max",
+        tasks=('softmax',),
         description="softmax subtracts the max of the whole tensor, so rows far below it underflow to 0",
         old="x_max = x.amax(dim=dim, keepdim=True)",
         new="x_max = x.amax()",
     ),
     Mutant(
         name="softmax_ignores_dim",
+        tasks=('softmax',),
         description="softmax always normalises the last axis, whatever `dim` says",
         old=(
             "    x_max = x.amax(dim=dim, keepdim=True)  # (..., 1, ...)\n"
@@ -144,18 +158,21 @@ MUTANTS: list[Mutant] = [
     # --- causal_mask --------------------------------------------------------------------
     Mutant(
         name="causal_mask_ignores_cache_offset",
+        tasks=('causal_mask',),
         description="causal mask is tril(diagonal=0): with a cache, new queries cannot see the newest keys",
         old="torch.tril(ones, diagonal=k_len - q_len)",
         new="torch.tril(ones, diagonal=0)",
     ),
     Mutant(
         name="causal_mask_off_by_one_minus",
+        tasks=('causal_mask',),
         description="causal mask diagonal k_len - q_len - 1: a query cannot attend to itself",
         old="torch.tril(ones, diagonal=k_len - q_len)",
         new="torch.tril(ones, diagonal=k_len - q_len - 1)",
     ),
     Mutant(
         name="causal_mask_off_by_one_plus",
+        tasks=('causal_mask',),
         description="causal mask diagonal k_len - q_len + 1: a query sees the next token",
         old="torch.tril(ones, diagonal=k_len - q_len)",
         new="torch.tril(ones, diagonal=k_len - q_len + 1)",
@@ -163,6 +180,7 @@ MUTANTS: list[Mutant] = [
     # --- KVCache ------------------------------------------------------------------------
     Mutant(
         name="kvcache_overwrites",
+        tasks=('KVCache',),
         description="KVCache.update replaces the cached keys/values instead of appending",
         old=(
             "        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)  # (B, Hkv, length, Dh)\n"
@@ -175,6 +193,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="kvcache_prepends",
+        tasks=('KVCache',),
         description="KVCache.update puts the new keys/values before the cached ones (time order reversed)",
         old=(
             "        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)  # (B, Hkv, length, Dh)\n"
@@ -188,6 +207,7 @@ MUTANTS: list[Mutant] = [
     # --- MultiHeadAttention ---------------------------------------------------------------
     Mutant(
         name="no_divisibility_check",
+        tasks=('MultiHeadAttention',),
         description="MultiHeadAttention accepts a d_model not divisible by num_heads (no ValueError)",
         old=(
             "        if num_heads <= 0 or d_model % num_heads != 0:\n"
@@ -198,6 +218,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="kv_projections_swapped",
+        tasks=('MultiHeadAttention',),
         description="keys projected with v_proj and values with k_proj",
         old=(
             '        k = rearrange(self.k_proj(key), "b s (h d) -> b h s d", h=self.num_kv_heads)  # (B, Hkv, S, Dh)\n'
@@ -210,6 +231,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="split_heads_without_transpose",
+        tasks=('MultiHeadAttention',),
         description="heads split with a bare reshape to (B, H, T, Dh), scrambling positions and features",
         old=(
             '        q = rearrange(self.q_proj(query), "b t (h d) -> b h t d", h=self.num_heads)  # (B, H, T, Dh)\n'
@@ -225,12 +247,14 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="merge_heads_without_transpose",
+        tasks=('MultiHeadAttention',),
         description="heads merged with a bare reshape of (B, H, T, Dh) to (B, T, D), scrambling positions",
         old='out = rearrange(out, "b h t d -> b t (h d)")',
         new="out = out.reshape(out.shape[0], out.shape[2], -1)",
     ),
     Mutant(
         name="gqa_heads_tiled",
+        tasks=('MultiHeadAttention',),
         description="GQA repeats the kv heads as tiles (r h): query head h reads kv head h % Hkv, not h // R",
         old=(
             '        k = repeat(k, "b h s d -> b (h r) s d", r=group)  # (B, H, S_total, Dh)\n'
@@ -243,21 +267,25 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="dropout_in_eval",
+        tasks=('MultiHeadAttention',),
         description="attention dropout stays active in eval mode (self.training ignored)",
         old="dropout_p = self.dropout if self.training else 0.0",
         new="dropout_p = self.dropout",
     ),
     Mutant(
         name="no_out_proj",
+        tasks=('MultiHeadAttention',),
         description="the merged heads are returned without the output projection",
         old="return self.out_proj(out), (weights if need_weights else None)",
         new="return out, (weights if need_weights else None)",
     ),
 ]
 
+# Graded by chapter 03 (`tests/test_chapter03.py`), so their `tasks` are chapter 03's.
 ROPE_ONLY_MUTANTS: list[Mutant] = [
     Mutant(
         name="cache_positions_from_zero",
+        tasks=('RotaryEmbedding',),
         description="with a KV cache, rope positions start at 0 instead of kv_cache.length",
         old="start = 0 if kv_cache is None else kv_cache.length",
         new="start = 0",

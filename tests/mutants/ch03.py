@@ -18,36 +18,42 @@ MUTANTS: list[Mutant] = [
     # --- sinusoidal_encoding -----------------------------------------------------------------
     Mutant(
         name="sinusoid_exponent_i_over_d",
+        tasks=('sinusoidal_encoding',),
         description="frequency exponent i/d_model instead of 2i/d_model",
         old="inv_freq = base ** (-two_i / d_model)",
         new="inv_freq = base ** (-(two_i / 2) / d_model)",
     ),
     Mutant(
         name="sinusoid_sin_cos_swapped",
+        tasks=('sinusoidal_encoding',),
         description="cos in the even columns and sin in the odd ones",
         old="table = torch.stack([angles.sin(), angles.cos()], dim=-1)",
         new="table = torch.stack([angles.cos(), angles.sin()], dim=-1)",
     ),
     Mutant(
         name="sinusoid_concatenated",
+        tasks=('sinusoidal_encoding',),
         description="all sines first, then all cosines ([sin | cos]) instead of interleaved columns",
         old='return rearrange(table, "p half two -> p (half two)").float()',
         new='return rearrange(table, "p half two -> p (two half)").float()',
     ),
     Mutant(
         name="sinusoid_cos_uses_its_own_column",
+        tasks=('sinusoidal_encoding',),
         description="the cosine column 2i+1 uses the exponent (2i+1)/d_model, so a pair mixes two frequencies",
         old="table = torch.stack([angles.sin(), angles.cos()], dim=-1)",
         new="table = torch.stack([angles.sin(), torch.outer(positions, base ** (-(two_i + 1) / d_model)).cos()], dim=-1)",
     ),
     Mutant(
         name="sinusoid_ignores_base",
+        tasks=('sinusoidal_encoding',),
         description="the base argument is ignored (always 10000)",
         old="inv_freq = base ** (-two_i / d_model)",
         new="inv_freq = 10000.0 ** (-two_i / d_model)",
     ),
     Mutant(
         name="sinusoid_accepts_odd_d_model",
+        tasks=('sinusoidal_encoding',),
         description="no check for an odd d_model (the last column is silently dropped)",
         old='    if d_model <= 0 or d_model % 2 != 0:\n        raise ValueError(f"d_model must be a positive even number, got d_model={d_model}")\n',
         new="    d_model = d_model - d_model % 2\n",
@@ -55,18 +61,21 @@ MUTANTS: list[Mutant] = [
     # --- SinusoidalPositionalEncoding -----------------------------------------------------------
     Mutant(
         name="sinusoid_buffer_persistent",
+        tasks=('SinusoidalPositionalEncoding',),
         description="the table is saved in the state_dict (persistent buffer)",
         old='self.register_buffer("pe", sinusoidal_encoding(max_len, d_model), persistent=False)',
         new='self.register_buffer("pe", sinusoidal_encoding(max_len, d_model))',
     ),
     Mutant(
         name="sinusoid_dropout_in_eval",
+        tasks=('SinusoidalPositionalEncoding',),
         description="dropout applied in eval mode too",
         old="self.dropout = nn.Dropout(dropout)",
         new="self.dropout = lambda t: nn.functional.dropout(t, dropout, training=True)",
     ),
     Mutant(
         name="sinusoid_table_scaled",
+        tasks=('SinusoidalPositionalEncoding',),
         description="the table multiplied by sqrt(d_model) before adding (confusing it with the token embedding's scale)",
         old="return self.dropout(x + self.pe[:seq_len].to(x.dtype))",
         new="return self.dropout(x + self.pe[:seq_len].to(x.dtype) * x.shape[-1] ** 0.5)",
@@ -74,12 +83,14 @@ MUTANTS: list[Mutant] = [
     # --- LearnedPositionalEmbedding -------------------------------------------------------------
     Mutant(
         name="learned_positions_from_one",
+        tasks=('LearnedPositionalEmbedding',),
         description="positions counted from 1",
         old="positions = torch.arange(seq_len, device=x.device)  # (T,)\n        return x + self.embedding",
         new="positions = torch.arange(1, seq_len + 1, device=x.device)  # (T,)\n        return x + self.embedding",
     ),
     Mutant(
         name="learned_no_length_check",
+        tasks=('LearnedPositionalEmbedding',),
         description="no check against max_len (nn.Embedding raises IndexError instead of ValueError)",
         old=('        if seq_len > self.max_len:\n'
              '            raise ValueError(f"sequence length {seq_len} exceeds max_len={self.max_len}")\n'
@@ -88,6 +99,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="learned_rejects_exactly_max_len",
+        tasks=('LearnedPositionalEmbedding',),
         description="off by one: a sequence of exactly max_len is rejected",
         old="        if seq_len > self.max_len:\n            raise ValueError(f\"sequence length {seq_len} exceeds max_len={self.max_len}\")\n        positions",
         new="        if seq_len >= self.max_len:\n            raise ValueError(f\"sequence length {seq_len} exceeds max_len={self.max_len}\")\n        positions",
@@ -95,6 +107,7 @@ MUTANTS: list[Mutant] = [
     # --- RotaryEmbedding --------------------------------------------------------------------------
     Mutant(
         name="rope_rotate_half_sign_flipped",
+        tasks=('RotaryEmbedding',),
         description="rotate_half's sign flipped: every pair turns by -angle",
         old="rotated_a = a * cos - b * sin",
         new="rotated_a = a * cos + b * sin",
@@ -102,48 +115,56 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="rope_one_sign_wrong",
+        tasks=('RotaryEmbedding',),
         description="both terms added: (a cos + b sin, a sin + b cos) is not a rotation",
         old="rotated_a = a * cos - b * sin",
         new="rotated_a = a * cos + b * sin",
     ),
     Mutant(
         name="rope_interleaved_ignored",
+        tasks=('RotaryEmbedding',),
         description="interleaved=True pairs dims as the half-split convention does",
         old="self.interleaved = interleaved",
         new="self.interleaved = False",
     ),
     Mutant(
         name="rope_pairs_mixed",
+        tasks=('RotaryEmbedding',),
         description="pairs read as (2i, 2i+1) but written back as halves",
         old='        if self.interleaved:\n            return rearrange(torch.stack([rotated_a, rotated_b], dim=-1), "... t half two -> ... t (half two)")\n',
         new="",
     ),
     Mutant(
         name="rope_ignores_positions",
+        tasks=('RotaryEmbedding',),
         description="the positions argument is ignored: rows always sit at 0..T-1 (breaks decoding with a cache)",
         old="        if positions is None:\n            positions = torch.arange(seq_len, device=x.device)  # (T,)\n",
         new="        positions = torch.arange(seq_len, device=x.device)  # (T,)\n",
     ),
     Mutant(
         name="rope_exponent_i_over_d",
+        tasks=('RotaryEmbedding',),
         description="theta_i = base^(-i/head_dim) instead of base^(-2i/head_dim)",
         old="theta = self.base ** (-two_i / self.head_dim)",
         new="theta = self.base ** (-(two_i / 2) / self.head_dim)",
     ),
     Mutant(
         name="rope_half_precision_angles",
+        tasks=('RotaryEmbedding',),
         description="angles computed in float16: far positions overflow and near ones lose precision",
         old="angles = torch.outer(positions.to(torch.float64), theta)",
         new="angles = torch.outer(positions.to(torch.float16), theta.to(torch.float16)).to(torch.float64)",
     ),
     Mutant(
         name="rope_table_length_limit",
+        tasks=('RotaryEmbedding',),
         description="positions clamped to a precomputed table of 4096 rows",
         old="angles = torch.outer(positions.to(torch.float64), theta)",
         new="angles = torch.outer(positions.clamp(max=4095).to(torch.float64), theta)",
     ),
     Mutant(
         name="rope_accepts_odd_head_dim",
+        tasks=('RotaryEmbedding',),
         description="no check for an odd head_dim",
         old='        if head_dim <= 0 or head_dim % 2 != 0:\n            raise ValueError(f"head_dim must be a positive even number, got head_dim={head_dim}")\n',
         new="",
@@ -151,18 +172,21 @@ MUTANTS: list[Mutant] = [
     # --- alibi_slopes -----------------------------------------------------------------------------
     Mutant(
         name="slopes_geometric_for_any_count",
+        tasks=('alibi_slopes',),
         description="2^(-8k/n) for every head count, ignoring the paper's rule for non-powers of two",
         old="slopes = powers_of_two(n) + powers_of_two(2 * n)[0::2][: num_heads - n]",
         new="slopes = powers_of_two(num_heads)",
     ),
     Mutant(
         name="slopes_fill_without_skipping",
+        tasks=('alibi_slopes',),
         description="the extra heads take consecutive slopes of the 2n sequence, not every other one",
         old="slopes = powers_of_two(n) + powers_of_two(2 * n)[0::2][: num_heads - n]",
         new="slopes = powers_of_two(n) + powers_of_two(2 * n)[: num_heads - n]",
     ),
     Mutant(
         name="slopes_reversed",
+        tasks=('alibi_slopes',),
         description="slopes in increasing order (smallest slope on head 0)",
         old="return torch.tensor(slopes, dtype=torch.float64).float()",
         new="return torch.tensor(slopes[::-1], dtype=torch.float64).float()",
@@ -170,18 +194,21 @@ MUTANTS: list[Mutant] = [
     # --- alibi_bias -------------------------------------------------------------------------------
     Mutant(
         name="alibi_bias_sign_wrong",
+        tasks=('alibi_bias',),
         description="bias +slope * distance: farther keys get higher scores",
         old="return -alibi_slopes(num_heads)[:, None, None] * distance",
         new="return alibi_slopes(num_heads)[:, None, None] * distance",
     ),
     Mutant(
         name="alibi_no_cache_offset",
+        tasks=('alibi_bias',),
         description="queries placed at 0..q_len-1 even when k_len > q_len (a cache)",
         old="query_pos = torch.arange(k_len - q_len, k_len)[:, None]",
         new="query_pos = torch.arange(q_len)[:, None]",
     ),
     Mutant(
         name="alibi_signed_distance",
+        tasks=('alibi_bias',),
         description="distance pos_i - j without the absolute value (future keys get a bonus)",
         old="distance = (query_pos - key_pos).abs().float()",
         new="distance = (query_pos - key_pos).float()",
@@ -192,12 +219,14 @@ MUTANTS: list[Mutant] = [
 ATTENTION_MUTANTS: list[Mutant] = [
     Mutant(
         name="cache_positions_from_zero",
+        tasks=('RotaryEmbedding',),
         description="with a KV cache, rope positions start at 0 instead of kv_cache.length",
         old="start = 0 if kv_cache is None else kv_cache.length",
         new="start = 0",
     ),
     Mutant(
         name="rope_on_values_too",
+        tasks=('RotaryEmbedding',),
         description="rope applied to the values as well as the queries and keys",
         old="        if kv_cache is not None:\n            k, v = kv_cache.update(k, v)",
         new=("        if rope is not None:\n"
@@ -206,6 +235,7 @@ ATTENTION_MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="rope_on_queries_only",
+        tasks=('RotaryEmbedding',),
         description="rope applied to the queries but not the keys",
         old="            k = rope(k, positions=torch.arange(start, start + k.shape[-2], device=k.device))  # (B, Hkv, S, Dh)\n",
         new="",

@@ -14,42 +14,49 @@ MUTANTS: list[Mutant] = [
     # --- LayerNorm ----------------------------------------------------------------------------
     Mutant(
         name="layernorm_unbiased_variance",
+        tasks=('LayerNorm',),
         description="LayerNorm divides by n - 1 (unbiased variance)",
         old="var = h.var(dim=dims, keepdim=True, unbiased=False)",
         new="var = h.var(dim=dims, keepdim=True, unbiased=True)",
     ),
     Mutant(
         name="layernorm_eps_outside_root",
+        tasks=('LayerNorm',),
         description="(x - mean) / (std + eps) instead of / sqrt(var + eps)",
         old="y = (h - mean) * torch.rsqrt(var + self.eps)  # same shape as x",
         new="y = (h - mean) / (var.sqrt() + self.eps)  # same shape as x",
     ),
     Mutant(
         name="layernorm_over_batch_axis",
+        tasks=('LayerNorm',),
         description="LayerNorm statistics over the first (batch) axis",
         old="dims = tuple(range(-len(self.normalized_shape), 0))\n        h = x.float() if x.dtype in HALF else x\n        mean",
         new="dims = (0,)\n        h = x.float() if x.dtype in HALF else x\n        mean",
     ),
     Mutant(
         name="layernorm_last_dim_only",
+        tasks=('LayerNorm',),
         description="LayerNorm over the last dim only, even for a two-dim normalized_shape",
         old="dims = tuple(range(-len(self.normalized_shape), 0))\n        h = x.float() if x.dtype in HALF else x\n        mean",
         new="dims = (-1,)\n        h = x.float() if x.dtype in HALF else x\n        mean",
     ),
     Mutant(
         name="layernorm_bias_ignored",
+        tasks=('LayerNorm',),
         description="LayerNorm never adds its bias",
         old="        if self.bias is not None:\n            y = y + self.bias\n",
         new="",
     ),
     Mutant(
         name="layernorm_half_math",
+        tasks=('LayerNorm',),
         description="LayerNorm statistics in half precision for half inputs",
         old="h = x.float() if x.dtype in HALF else x\n        mean = h.mean(dim=dims, keepdim=True)",
         new="h = x\n        mean = h.mean(dim=dims, keepdim=True)",
     ),
     Mutant(
         name="layernorm_detached_statistics",
+        tasks=('LayerNorm',),
         description="mean and variance computed under no_grad (their gradient is lost)",
         old="        mean = h.mean(dim=dims, keepdim=True)  # (..., 1, ..., 1)\n        var = h.var(dim=dims, keepdim=True, unbiased=False)  # (..., 1, ..., 1)\n",
         new="        mean = h.mean(dim=dims, keepdim=True).detach()  # (..., 1, ..., 1)\n        var = h.var(dim=dims, keepdim=True, unbiased=False).detach()  # (..., 1, ..., 1)\n",
@@ -57,24 +64,28 @@ MUTANTS: list[Mutant] = [
     # --- RMSNorm ------------------------------------------------------------------------------
     Mutant(
         name="rmsnorm_subtracts_mean",
+        tasks=('RMSNorm',),
         description="RMSNorm subtracts the mean first (that is LayerNorm without bias)",
         old="y = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., D)",
         new="h = h - h.mean(dim=-1, keepdim=True)\n        y = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., D)",
     ),
     Mutant(
         name="rmsnorm_half_math",
+        tasks=('RMSNorm',),
         description="RMSNorm squares half-precision inputs in half precision (overflow at |x| > 256)",
         old="h = x.float() if x.dtype in HALF else x\n        y = h * torch.rsqrt",
         new="h = x\n        y = h * torch.rsqrt",
     ),
     Mutant(
         name="rmsnorm_sum_not_mean",
+        tasks=('RMSNorm',),
         description="RMSNorm divides by the root of the sum of squares, not the mean",
         old="y = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)",
         new="y = h * torch.rsqrt(h.pow(2).sum(dim=-1, keepdim=True) + self.eps)",
     ),
     Mutant(
         name="rmsnorm_eps_outside_root",
+        tasks=('RMSNorm',),
         description="x / (rms + eps)",
         old="y = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)",
         new="y = h / (h.pow(2).mean(dim=-1, keepdim=True).sqrt() + self.eps)",
@@ -82,12 +93,14 @@ MUTANTS: list[Mutant] = [
     # --- BatchNorm ------------------------------------------------------------------------------
     Mutant(
         name="batchnorm_running_var_biased",
+        tasks=('BatchNorm',),
         description="the running variance takes the biased batch variance",
         old="unbiased = var.detach() * count / (count - 1)",
         new="unbiased = var.detach()",
     ),
     Mutant(
         name="batchnorm_momentum_reversed",
+        tasks=('BatchNorm',),
         description="running = momentum * running + (1 - momentum) * batch",
         old=("self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean.detach().to(self.running_mean.dtype))\n"
              "            self.running_var.mul_(1 - self.momentum).add_(self.momentum * unbiased.to(self.running_var.dtype))"),
@@ -96,18 +109,21 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         name="batchnorm_eval_uses_batch_statistics",
+        tasks=('BatchNorm',),
         description="eval mode normalizes with the batch's statistics",
         old="        if self.training:\n            dims = tuple(range(h.dim() - 1))",
         new="        if True:\n            dims = tuple(range(h.dim() - 1))",
     ),
     Mutant(
         name="batchnorm_normalizes_with_unbiased_variance",
+        tasks=('BatchNorm',),
         description="the batch is normalized with the unbiased variance",
         old="y = (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias  # (..., C)",
         new="var = var * count / (count - 1) if self.training else var\n        y = (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias  # (..., C)",
     ),
     Mutant(
         name="batchnorm_over_first_axis_only",
+        tasks=('BatchNorm',),
         description="BatchNorm statistics over the batch axis only, not the sequence axis too",
         old="dims = tuple(range(h.dim() - 1))  # every dim but the channels\n            count = h.numel() // h.shape[-1]",
         new="dims = (0,)\n            count = h.shape[0]",
@@ -115,24 +131,28 @@ MUTANTS: list[Mutant] = [
     # --- ResidualBlock --------------------------------------------------------------------------
     Mutant(
         name="prenorm_residual_after_norm",
+        tasks=('ResidualBlock',),
         description="pre-norm adds the normalized x, not x, to the sublayer's output",
         old="return x + self.dropout(self.sublayer(self.norm(x)))  # (..., D)",
         new="h = self.norm(x)\n            return h + self.dropout(self.sublayer(h))  # (..., D)",
     ),
     Mutant(
         name="postnorm_is_prenorm",
+        tasks=('ResidualBlock',),
         description="prenorm=False ignored: always pre-norm",
         old="        if self.prenorm:\n            return x + self.dropout",
         new="        if True:\n            return x + self.dropout",
     ),
     Mutant(
         name="residual_dropout_in_eval",
+        tasks=('ResidualBlock',),
         description="the block's dropout is active in eval mode too",
         old="self.dropout = nn.Dropout(dropout)\n        ### END SOLUTION\n\n    def forward(self, x: Tensor) -> Tensor:\n        ### BEGIN SOLUTION\n        # hint: pre-norm",
         new="self.dropout = lambda t: nn.functional.dropout(t, dropout, training=True)\n        ### END SOLUTION\n\n    def forward(self, x: Tensor) -> Tensor:\n        ### BEGIN SOLUTION\n        # hint: pre-norm",
     ),
     Mutant(
         name="residual_rmsnorm_is_layernorm",
+        tasks=('ResidualBlock',),
         description="norm='rmsnorm' builds a LayerNorm",
         old='{"layernorm": LayerNorm, "rmsnorm": RMSNorm, "batchnorm": BatchNorm}',
         new='{"layernorm": LayerNorm, "rmsnorm": LayerNorm, "batchnorm": BatchNorm}',
