@@ -63,6 +63,7 @@ import experiment_attention  # noqa: E402  (chapter 01; called as experiment_att
 import experiment_ffn  # noqa: E402  (chapter 04; called as experiment_ffn.plot_results: the names clash)
 import experiment_norm  # noqa: E402  (chapter 05, the same way)
 import experiment_training  # noqa: E402  (chapter 06, the same way)
+import capstone_results  # noqa: E402  (chapter 07: the recorded cpu-tiny run, capstone_results.plot)
 from experiment_positional import plot_results, table_markdown  # noqa: E402
 from feedforward import (FeedForward, feedforward_parameter_count, gelu, relu, silu,  # noqa: E402
                          swiglu_hidden_dim, swiglu_parameter_count)
@@ -1415,6 +1416,13 @@ def training_dynamics() -> list[Path]:
 
 
 # In the order the pages use them.
+def capstone_run() -> Path:
+    """The recorded cpu-tiny run's loss curves, from ``site/docs/results/capstone_cpu-tiny.json``
+    (written by ``site/scripts/capstone_results.py`` from a real ``nox -s capstone`` run)."""
+    results = json.loads((RESULTS / "capstone_cpu-tiny.json").read_text())
+    return capstone_results.plot(results, OUT / "07_capstone_cpu-tiny.png")
+
+
 FIGURES: list[Callable[[], Path | list[Path]]] = [
     # chapter 01
     architecture,
@@ -1446,6 +1454,8 @@ FIGURES: list[Callable[[], Path | list[Path]]] = [
     precision_formats,
     scaling_laws,
     training_dynamics,
+    # chapter 07
+    capstone_run,
 ]
 
 
