@@ -204,9 +204,24 @@ def grade_one(submission: Submission, report_dir: str, root: str, options: dict,
     return marker
 
 
+# The grade command is started through this launcher, which asks Linux to kill it when the
+# thread that started it dies (PR_SET_PDEATHSIG survives the exec): a batch killed with its
+# workers leaves no grade running on, writing into a report folder the next batch is using.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if hasattr(libc, "prctl"):
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(sys.argv[1]):
+        sys.exit(1)  # the parent died before the request
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 def _run(command: list[str], root: str, timeout: float) -> tuple[str, str]:
     """Run the grade command in its own process group; ("graded" | "error" | "timeout", detail)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    command = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
     proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     try:
