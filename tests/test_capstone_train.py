@@ -195,6 +195,7 @@ def test_cpu_run_writes_its_files_and_learns(trained):
     out, _, result = trained
     for name in ("checkpoint.pt", "metrics.jsonl", "loss.png", "sample.txt"):
         assert (out / name).stat().st_size > 0, f"{name} is missing or empty"
+    assert not (out / "wandb").exists(), "a run without --wandb made a W&B folder"
     found = losses(out)
     train = [found[step, "loss"] for step in range(1, STEPS + 1)]
     assert sum(train[-5:]) / 5 < sum(train[:5]) / 5 - 0.3, f"the loss did not fall: {train}"

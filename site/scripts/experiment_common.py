@@ -1,6 +1,6 @@
 """What the course's experiment scripts share: where the tree is, how they load and check a
-student's modules, the learning-rate schedule, progress on stderr, where their outputs go and
-the common part of their command line.
+student's modules, the learning-rate schedule, progress on stderr (and, with ``--wandb``, on
+Weights & Biases), where their outputs go and the common part of their command line.
 
 Each experiment (``experiment_positional.py``, chapter 03; ``experiment_ffn.py``, chapter 04;
 the others alike) trains or measures tiny models built from the course's own flat modules,
@@ -14,7 +14,8 @@ script runs as ``python site/scripts/experiment_X.py``, and each script adds it 
 (``figures.py`` and the tests load the scripts by path).
 
 Structure, top to bottom: the tree and the run's constants; loading and checking ``--impl``;
-training helpers; the outputs; the command line (shared options, the start and end of ``main``).
+training helpers; tracking; the outputs; the command line (shared options, the start and end of
+``main``).
 """
 
 from __future__ import annotations
@@ -135,11 +136,13 @@ def learning_rate(step: int, steps: int, warmup_steps: int, lr: float) -> float:
 
 class Progress:
     """Training progress on stderr: a bar redrawn in place on a terminal, then one summary line
-    per model (all a log file gets)."""
+    per model (all a log file gets). With ``--wandb`` (see ``start_tracking``) each Progress is
+    also one W&B run named ``label``: every loss given to ``update``, then the summary line."""
 
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total, self.start = label, total, time.perf_counter()
         self.live = sys.stderr.isatty()
+        self.tracker = open_run_tracker(label)
 
     def update(self, step: int, loss: float | None = None) -> None:
         """Redraw the bar after ``step`` of ``total`` steps (every 10th and the last), with the
@@ -149,6 +152,8 @@ class Progress:
             shown = "" if loss is None else f" loss {loss:.3f}"
             sys.stderr.write(f"\r{self.label:>10} [{'#' * filled}{'.' * (30 - filled)}] {step}/{self.total}{shown}")
             sys.stderr.flush()
+        if self.tracker is not None and loss is not None:
+            self.tracker.log({"step": step, "loss": loss})
 
     def elapsed(self) -> float:
         """Seconds since the bar was made."""
@@ -161,6 +166,47 @@ class Progress:
         speed = f" ({self.total / seconds:.1f} steps/s)" if rate else ""
         sys.stderr.write(f"{clear}{self.label:>10}: {self.total} steps in {seconds:.1f} s{speed}; {summary}\n")
         sys.stderr.flush()
+        if self.tracker is not None:
+            self.tracker.text("summary", f"{self.total} steps in {seconds:.1f} s; {summary}")
+            self.tracker.close()
+
+
+# --------------------------------------------------------------------------------------
+# tracking
+# --------------------------------------------------------------------------------------
+
+# What every W&B run of this process needs, set by start_tracking when --wandb is given: the
+# tracker class (chapter 06's training_loop.WandbRun, given code in every tree), its folder,
+# the experiment's name as the W&B group, and the command line as the run's config. None: the
+# results JSON and the PNG are all an experiment writes.
+_wandb_runs: dict | None = None
+
+
+def start_tracking(args: argparse.Namespace, impl: Path, own_runs: Path) -> None:
+    """With ``--wandb``: every Progress opened from now on is a W&B run (offline, under
+    ``own_runs/wandb/``, unless you are logged in or ``WANDB_MODE`` says otherwise). Without
+    the wandb package, prints one line naming the extra to install and exits with status 2."""
+    global _wandb_runs
+    _wandb_runs = None
+    if not getattr(args, "wandb", False):
+        return
+    training_loop = load_impl(impl, ["training_loop"])["training_loop"]
+    try:
+        import wandb  # noqa: F401  # here only to fail before any training, with one line
+    except ImportError:
+        print(f"--wandb needs the wandb package, which is not installed: {training_loop.TRACKING_EXTRA} "
+              "(or pip install wandb)", file=sys.stderr)
+        raise SystemExit(2)
+    config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    _wandb_runs = {"factory": training_loop.WandbRun, "out_dir": own_runs, "group": own_runs.name, "config": config}
+
+
+def open_run_tracker(name: str):
+    """A W&B run named ``name`` when start_tracking turned tracking on, else None."""
+    if _wandb_runs is None:
+        return None
+    return _wandb_runs["factory"](_wandb_runs["out_dir"], project="transformer-internals", name=name,
+                                  group=_wandb_runs["group"], config=_wandb_runs["config"], keep_id=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -221,12 +267,19 @@ def write_outputs(results: dict, results_path: Path, plot_path: Path, plot: Call
 
 
 def add_run_options(parser: argparse.ArgumentParser, *, modules: str, unit: str) -> None:
-    """``--impl`` (a folder holding ``modules``), ``--steps`` (per ``unit``: one model) and
-    ``--quick``, in that order, with their help."""
+    """``--impl`` (a folder holding ``modules``), ``--steps`` (per ``unit``: one model),
+    ``--quick`` and ``--wandb``, in that order, with their help."""
     parser.add_argument("--impl", type=Path, default=None,
                         help=f"folder with {modules} (default: reference_solutions/, else assignments/)")
     parser.add_argument("--steps", type=int, default=None, help=f"training steps per {unit}")
     parser.add_argument("--quick", action="store_true", help="a tiny model and a few steps: a smoke test")
+    add_tracking_option(parser)
+
+
+def add_tracking_option(parser: argparse.ArgumentParser) -> None:
+    """``--wandb``: each model's losses to Weights & Biases as well (see ``start_tracking``)."""
+    parser.add_argument("--wandb", action="store_true",
+                        help="log each model's losses to Weights & Biases too (offline unless you are logged in)")
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, own_runs: Path) -> None:
@@ -255,7 +308,7 @@ def start_run(args: argparse.Namespace, required: Mapping[str, Sequence[str]],
               own_runs: Path) -> tuple[Path, dict[str, ModuleType]]:
     """The start every experiment's ``main`` shares: ``--impl`` resolved (``default_impl()`` when
     absent), ``args.results`` and ``args.plot`` filled in by ``output_paths``, torch held to
-    THREADS, then the modules loaded and checked by ``load_checked``.
+    THREADS, then the modules loaded and checked by ``load_checked``, then ``start_tracking``.
 
     Returns the folder and its modules. When they cannot run the experiment, ends the program as
     argparse does for a bad option: its one line printed, ``SystemExit(EXIT_NOT_IMPLEMENTED)``.
@@ -267,4 +320,5 @@ def start_run(args: argparse.Namespace, required: Mapping[str, Sequence[str]],
     modules = load_checked(impl, required, check, needs)
     if modules is None:
         raise SystemExit(EXIT_NOT_IMPLEMENTED)
+    start_tracking(args, impl, own_runs)
     return impl, modules

@@ -90,10 +90,13 @@ from experiment_common import (  # noqa: E402
     ROOT,
     THREADS,
     add_output_options,
+    add_tracking_option,
     default_impl,
     load_checked,
+    open_run_tracker,
     output_paths,
     run_metadata,
+    start_tracking,
 )
 
 DEFAULT_RESULTS = ROOT / "site" / "docs" / "results" / "norm_gradients.json"
@@ -323,6 +326,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="seed for the weights, inputs and targets")
     parser.add_argument("--init", choices=tuple(INITS), default=None,
                         help="the MLP sublayers' initialisation (default: pytorch, nn.Linear's own)")
+    add_tracking_option(parser)
     add_output_options(parser, own_runs=OWN_RUNS)
     return parser.parse_args(argv)
 
@@ -342,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                            "experiment-norm needs chapter 05")
     if modules is None:
         return EXIT_NOT_IMPLEMENTED
+    start_tracking(args, impl, OWN_RUNS)
 
     start = time.perf_counter()
     results = results_document(cfg, impl, args.quick, run(modules["normalization"], cfg))
@@ -350,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     plot_results(results, args.plot)
     print(table_markdown(results))
+    tracker = open_run_tracker("gradient-norms")  # nothing trains here: the table is the whole record
+    if tracker is not None:
+        tracker.text("table", table_markdown(results))
+        tracker.close()
     print(f"\n{results['wall_seconds']:.1f} s; wrote {args.results} and {args.plot}", file=sys.stderr)
     return 0
 
