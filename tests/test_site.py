@@ -67,6 +67,65 @@ def test_figures_are_reproducible(tmp_path):
     assert first and first == second
 
 
+# --- the reading list, and the further reading that ends every chapter page -------------------
+
+DOCS = ROOT / "site" / "docs"
+READING_LIST = DOCS / "reading_list.md"
+REQUIRED_PAPERS = {  # arXiv identifier -> title, the course's four required papers
+    "1706.03762": "Attention Is All You Need",
+    "1607.06450": "Layer Normalization",
+    "2104.09864": "RoFormer: Enhanced Transformer with Rotary Position Embedding",
+    "2108.12409": "Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation",
+}
+ARXIV_ABS = re.compile(r"https://arxiv\.org/abs/\d{4}\.\d{4,5}")  # YYMM.NNNNN (4 digits after the dot before 2015)
+
+
+def _h2_sections(markdown: str) -> list[tuple[str, str]]:
+    """(heading line, body) for every `## ` section of a page, code fences skipped (a `# comment`
+    in a code block is not a heading)."""
+    sections, fenced = [], False
+    for line in markdown.splitlines():
+        if re.match(r"\s*(```|~~~)", line):
+            fenced = not fenced
+        elif not fenced and line.startswith("## "):
+            sections.append((line.strip(), ""))
+            continue
+        if sections:
+            sections[-1] = (sections[-1][0], sections[-1][1] + line + "\n")
+    return sections
+
+
+def test_chapter_pages_end_with_further_reading_linking_the_reading_list():
+    for chapter in chapters.CHAPTERS:
+        sections = _h2_sections((DOCS / chapter.page).read_text())
+        heading, body = sections[-1]
+        assert heading == "## Further reading {#further-reading}", \
+            f"{chapter.page} ends with {heading!r}, not with a '## Further reading {{#further-reading}}' section"
+        assert "](reading_list.md" in body, f"{chapter.page}: its further reading has no link to reading_list.md"
+
+
+def test_reading_list_names_the_required_papers_with_their_arxiv_links():
+    required = dict(_h2_sections(READING_LIST.read_text())).get("## Required papers {#required}", "")
+    missing = [f"{title} (https://arxiv.org/abs/{arxiv})" for arxiv, title in REQUIRED_PAPERS.items()
+               if title not in " ".join(required.split()) or f"(https://arxiv.org/abs/{arxiv})" not in required]
+    assert not missing, f"the reading list's 'Required papers' section lacks: {missing}"
+
+
+def test_reading_list_arxiv_links_are_abstract_pages(built_site):
+    page = (built_site / "reading_list" / "index.html").read_text()
+    links = re.findall(r'href="([^"]*arxiv\.org[^"]*)"', page)
+    malformed = [link for link in links if not ARXIV_ABS.fullmatch(link)]
+    assert links and not malformed, f"arXiv links not of the form https://arxiv.org/abs/NNNN.NNNNN: {malformed}"
+
+
+def test_reading_list_anchors_linked_from_the_pages_exist(built_site):
+    page = (built_site / "reading_list" / "index.html").read_text()
+    linked = {(md.relative_to(DOCS).as_posix(), anchor) for md in DOCS.rglob("*.md")
+              for anchor in re.findall(r"reading_list\.md#([\w-]+)", md.read_text())}
+    missing = sorted((source, anchor) for source, anchor in linked if f'id="{anchor}"' not in page)
+    assert linked and not missing, f"links to reading_list.md#ANCHOR with no such anchor on the list: {missing}"
+
+
 # --- the API pages, generated from the stubs by site/scripts/api_pages.py ------------------
 
 
