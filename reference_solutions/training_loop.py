@@ -28,7 +28,6 @@ your file for them. `torch.logsumexp`, `torch.optim.Optimizer` (the base class),
 from __future__ import annotations
 
 import contextlib
-import html
 import itertools
 import json
 import math
@@ -409,6 +408,17 @@ class TrackingUnavailable(RuntimeError):
     """A tracker was asked for and cannot be made (the wandb package is not installed)."""
 
 
+def import_wandb():
+    """The wandb module, imported only when a run asks for it; TrackingUnavailable, with the
+    command that installs it, when it is not installed."""
+    try:
+        import wandb
+    except ImportError as error:
+        raise TrackingUnavailable(f"--wandb needs the wandb package, which is not installed: {TRACKING_EXTRA} "
+                                  "(or pip install wandb)") from error
+    return wandb
+
+
 class MetricsFile:
     """The default tracker, with no account and no network: each record a line of JSON in
     ``out_dir/metrics.jsonl``, each text ``out_dir/NAME.txt``, and on ``close`` the losses
@@ -434,23 +444,19 @@ class MetricsFile:
 
 
 class WandbRun:
-    """The same records sent to Weights & Biases: numbers as charts against ``step``, texts as
-    HTML panels, ``config`` as the run's configuration. With no login (no ``WANDB_API_KEY``,
+    """The same records sent to Weights & Biases: numbers as charts against ``step``, texts in
+    the run's summary, ``config`` as the run's configuration. With no login (no ``WANDB_API_KEY``,
     no ``wandb login``) and no ``WANDB_MODE`` set, the run is offline: W&B writes it under
     ``out_dir/wandb/`` (``$WANDB_DIR/wandb/`` when that is set) and ``wandb sync`` uploads it
-    later. The run's id is kept in
-    ``out_dir/wandb-run-id``, so a resumed training continues the same W&B run."""
+    later. With ``keep_id`` the run's id is kept in ``out_dir/wandb-run-id``, so a resumed
+    training continues the same W&B run; without it every WandbRun is a new run."""
 
     ID_FILE = "wandb-run-id"
 
     def __init__(self, out_dir: str | Path, *, project: str, name: str | None = None, group: str | None = None,
                  config: dict | None = None, keep_id: bool = True) -> None:
-        try:
-            import wandb  # only here: nothing else in the course needs it
-        except ImportError as error:
-            raise TrackingUnavailable(f"--wandb needs the wandb package, which is not installed: "
-                                      f"{TRACKING_EXTRA} (or pip install wandb)") from error
-        self.wandb, self.out_dir = wandb, Path(out_dir)
+        wandb = import_wandb()
+        self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         id_file = self.out_dir / self.ID_FILE
         run_id = id_file.read_text().strip() if keep_id and id_file.exists() else secrets.token_hex(4)
@@ -467,7 +473,7 @@ class WandbRun:
         self.run.log(numbers, step=record["step"])
 
     def text(self, name: str, text: str) -> None:
-        self.run.log({name: self.wandb.Html(f"<pre>{html.escape(text)}</pre>")}, commit=False)
+        # In the summary only: a history entry of the same name would overwrite it there.
         self.run.summary[name] = text
 
     def close(self) -> None:

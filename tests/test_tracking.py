@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tests.conftest import REFERENCE, ROOT
-from tests.test_capstone_train import BATCH, SCRIPT, STEPS, TINY, losses, run, texts  # noqa: F401  (texts: fixture)
+from tests.test_capstone_train import BATCH, SCRIPT, STEPS, TINY, losses, run, texts  # noqa: F401  # texts: a fixture
 from tests.wandb_offline import offline_runs
 
 # The capstone runs share test_capstone_train's worker, where its synthetic corpus is made once.
@@ -32,11 +32,9 @@ SAMPLE = "To be, or not to be: that is the question."
 TIMEOUT = 120  # seconds for a command that must fail at once
 
 
-@pytest.fixture
-def offline_wandb(tmp_path, monkeypatch) -> Path:
-    """W&B offline, its settings, cache and data folders in the test's own folder (never the
-    home directory); returns that folder."""
-    home = tmp_path / "wandb-home"
+def go_offline(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
+    """W&B offline, its settings, cache and data folders under ``home`` (never the user's home
+    directory); returns ``home``."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_DIR", raising=False)
@@ -46,7 +44,11 @@ def offline_wandb(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def training_loop(monkeypatch):
+def offline_wandb(tmp_path, monkeypatch) -> Path:
+    return go_offline(monkeypatch, tmp_path / "wandb-home")
+
+
+def load_training_loop(monkeypatch: pytest.MonkeyPatch):
     """The reference training_loop module, loaded by path (nothing else imported by its name)."""
     spec = importlib.util.spec_from_file_location("training_loop_tracked", REFERENCE / "training_loop.py")
     module = importlib.util.module_from_spec(spec)
@@ -56,9 +58,20 @@ def training_loop(monkeypatch):
 
 
 @pytest.fixture
-def tracked_run(tmp_path, offline_wandb, training_loop):
+def training_loop(monkeypatch):
+    return load_training_loop(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory):
     """A tiny Trainer run logging to metrics.jsonl and an offline W&B run at once: (its folder,
-    the trainer, the W&B run read back)."""
+    the trainer, the W&B run read back). Once for the file: the tests below read it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        go_offline(monkeypatch, tmp_path_factory.mktemp("wandb-home"))
+        return tiny_tracked_run(load_training_loop(monkeypatch), tmp_path_factory.mktemp("tracked") / "run")
+
+
+def tiny_tracked_run(training_loop, out: Path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 10))  # (B, T) -> (B, T, 10)
 
@@ -66,7 +79,6 @@ def tracked_run(tmp_path, offline_wandb, training_loop):
         inputs = torch.randint(0, 10, (4, 6), generator=generator)  # (B, T)
         return inputs, (inputs + 1) % 10  # next token: one more, mod 10
 
-    out = tmp_path / "run"
     config = training_loop.TrainConfig(max_steps=6, warmup_steps=1, eval_every=3, eval_batches=1,
                                        checkpoint_every=100, out_dir=str(out), progress=False)
     tracker = training_loop.open_tracker(out, wandb=True, name="tiny", config={"purpose": "a test"})

@@ -190,15 +190,19 @@ def start_tracking(args: argparse.Namespace, impl: Path, own_runs: Path) -> None
     _wandb_runs = None
     if not getattr(args, "wandb", False):
         return
-    training_loop = load_impl(impl, ["training_loop"])["training_loop"]
+    try:  # the tracker is chapter 06's given code, in every tree's training_loop.py
+        training_loop = load_impl(impl, ["training_loop"])["training_loop"]
+        factory = training_loop.WandbRun
+    except (ImplementationMissing, AttributeError) as error:
+        print(f"--wandb needs the tracker of {display_path(impl)}training_loop.py: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
-        import wandb  # noqa: F401  # here only to fail before any training, with one line
-    except ImportError:
-        print(f"--wandb needs the wandb package, which is not installed: {training_loop.TRACKING_EXTRA} "
-              "(or pip install wandb)", file=sys.stderr)
-        raise SystemExit(2)
+        training_loop.import_wandb()  # before any training: a missing package is one line, at once
+    except training_loop.TrackingUnavailable as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None
     config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    _wandb_runs = {"factory": training_loop.WandbRun, "out_dir": own_runs, "group": own_runs.name, "config": config}
+    _wandb_runs = {"factory": factory, "out_dir": own_runs, "group": own_runs.name, "config": config}
 
 
 def open_run_tracker(name: str):
