@@ -144,16 +144,21 @@ class Progress:
         self.live = sys.stderr.isatty()
         self.tracker = open_run_tracker(label)
 
-    def update(self, step: int, loss: float | None = None) -> None:
+    def update(self, step: int, loss: float | torch.Tensor | None = None) -> None:
+        """``show`` the step, and send the loss, where one is given, to the tracker (a 0-d
+        tensor is read only when it is shown or tracked)."""
+        self.show(step, loss)
+        if self.tracker is not None and loss is not None:
+            self.tracker.log({"step": step, "loss": float(loss)})
+
+    def show(self, step: int, loss: float | torch.Tensor | None = None) -> None:
         """Redraw the bar after ``step`` of ``total`` steps (every 10th and the last), with the
-        latest loss where one is given."""
+        latest loss where one is given. Tracks nothing: for a loop that logs to the tracker itself."""
         if self.live and (step % 10 == 0 or step == self.total):
             filled = 30 * step // self.total
             shown = "" if loss is None else f" loss {loss:.3f}"
             sys.stderr.write(f"\r{self.label:>10} [{'#' * filled}{'.' * (30 - filled)}] {step}/{self.total}{shown}")
             sys.stderr.flush()
-        if self.tracker is not None and loss is not None:
-            self.tracker.log({"step": step, "loss": loss})
 
     def elapsed(self) -> float:
         """Seconds since the bar was made."""

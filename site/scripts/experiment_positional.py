@@ -259,7 +259,7 @@ def train(model: TinyDecoder, cfg: Config, progress: common.Progress) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        progress.update(step + 1)
+        progress.update(step + 1, loss.detach())
 
 
 @torch.no_grad()

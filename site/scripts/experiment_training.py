@@ -236,8 +236,10 @@ def run_one(tl: ModuleType, lr: float, warmup: int, splits: experiment_ffn.Split
     ``fit()``), so the progress bar moves and each window's mean loss is kept as it ends.
     """
     model = build_model(len(splits.vocabulary), cfg)
-    trainer = tl.Trainer(model, batch_source(splits, cfg), train_config(tl, cfg, lr, warmup))
     progress = common.Progress(run_name(lr, warmup), cfg.steps)
+    # With --wandb the Trainer sends every record (loss, lr, tokens/s, val_loss) to the run's
+    # W&B tracker itself; without, progress.tracker is None and the Trainer keeps its default.
+    trainer = tl.Trainer(model, batch_source(splits, cfg), train_config(tl, cfg, lr, warmup), progress.tracker)
     train: dict[str, list] = {"step": [], "loss": [], "lr": []}
     val: dict[str, list] = {"step": [], "loss": []}
     while trainer.step < cfg.steps:
@@ -250,7 +252,7 @@ def run_one(tl: ModuleType, lr: float, warmup: int, splits: experiment_ffn.Split
             if "val_loss" in r:
                 val["step"].append(r["step"])
                 val["loss"].append(finite(r["val_loss"]))
-        progress.update(trainer.step, steps[-1]["loss"])
+        progress.show(trainer.step, steps[-1]["loss"])
     seconds = progress.elapsed()
     early = [loss for step, loss in zip(train["step"], train["loss"]) if step <= cfg.warmup_steps]
     entry = {
