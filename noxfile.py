@@ -98,7 +98,8 @@ def tests(session: nox.Session) -> None:
     # the wall time on CI's 2 cores. loadgroup keeps a file marked xdist_group on one worker, so
     # its expensive module fixture (a release, a site build, torchrun) runs once.
     # `nox -s tests -- tests/test_x.py` runs serially, as given.
-    parallel = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadgroup"]
+    # --durations: the slowest tests in CI's log, to budget its 30 minutes by.
+    parallel = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadgroup", "--durations", "25"]
     python = _python(session, "dev", "batch", "tracking")
     session.run(python, "-m", "pytest", *(session.posargs or ["tests", *parallel]), external=True)
 
