@@ -128,6 +128,23 @@ _INSPECT = """() => {
 }"""
 
 
+# Material renders the page's math when its document$ observable emits, which can come after
+# the network has gone idle on a loaded machine (CI's 2 cores run four test workers and Chromium).
+SETTLE_MS = 20_000
+_MATH_DONE = "() => [...document.querySelectorAll('.arithmatex')].every(e => e.querySelector('.katex'))"
+
+
+def settle(page) -> None:
+    """Wait, up to SETTLE_MS, until every math element holds KaTeX's output. A page that never
+    gets there is not an error here: the inspection that follows reports what is left as TeX."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(_MATH_DONE, timeout=SETTLE_MS)
+    except PlaywrightTimeout:
+        pass
+
+
 def visit(browser, url: str, screenshot: Path | None = None, *, at: str | None = None) -> PageReport:
     """Load `url` in a fresh page, wait until the network is idle, inspect it, and save a
     screenshot of a tall viewport to `screenshot`: the top of the page, or centred on the
@@ -138,6 +155,7 @@ def visit(browser, url: str, screenshot: Path | None = None, *, at: str | None =
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
         page.goto(url, wait_until="networkidle")
+        settle(page)
         found = page.evaluate(_INSPECT)
         if screenshot is not None:
             if at is not None:
