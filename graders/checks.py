@@ -80,6 +80,32 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
     fail("\n".join(lines) + _hint(hint))
 
 
+def number(actual, *, what: str) -> float:
+    """A Python number, or a one-element tensor, as a float; anything else (a bool too) fails."""
+    if isinstance(actual, torch.Tensor) and actual.numel() == 1:
+        return actual.item()
+    if isinstance(actual, bool) or not isinstance(actual, (int, float)):
+        fail(f"{what}: expected a number, got {type(actual).__name__}")
+    return float(actual)
+
+
+def assert_number_close(actual, expected: float, tol: Tolerance, *, what: str, reveal: bool = False,
+                        hint: str = "", scale: float | None = None) -> None:
+    """A number against an expected float within `tol` (its atol times `scale` when given), in
+    float64 so the comparison adds no rounding of its own."""
+    assert_close(torch.tensor(number(actual, what=what), dtype=torch.float64),
+                 torch.tensor(float(expected), dtype=torch.float64), tol, what=what, reveal=reveal, hint=hint,
+                 scale=None if scale is None else torch.tensor(float(scale), dtype=torch.float64))
+
+
+def real_positions(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """`t` (B, L, ...) with the positions where `keep` (B, L) is False set to 0 (None keeps all):
+    what a model returns at padding positions is not graded."""
+    if keep is None:
+        return t
+    return t.masked_fill(~keep.reshape(*keep.shape, *([1] * (t.dim() - 2))), 0.0)  # (B, L, ...)
+
+
 def assert_equal(actual, expected: torch.Tensor, *, what: str, reveal: bool = False, hint: str = "") -> None:
     """Exact equality (booleans, integers, values that must be exactly 0)."""
     actual = check_tensor(actual, what=what, shape=tuple(expected.shape))

@@ -64,13 +64,6 @@ def output_mask(call: dict, case: ArchCase) -> torch.Tensor | None:
     return kwargs.get("tgt_attention_mask") if case.kind == "Transformer" else kwargs.get("attention_mask")
 
 
-def real_only(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """`t` (B, L, ...) with the padding positions set to 0, so only real positions are compared."""
-    if keep is None:
-        return t
-    return t.masked_fill(~keep.reshape(*keep.shape, *([1] * (t.dim() - 2))), 0.0)
-
-
 def run_student(student, case: ArchCase, state: dict, calls: list[dict], *, dropout: float = 0.0, **kwargs):
     return student.module(case.kind, case.init(dropout), state_dict=state, dtype=torch.float64, calls=calls, **kwargs)
 
@@ -103,7 +96,7 @@ def assert_matches_reference(student, reference, case: ArchCase, hint: str) -> N
     keep = output_mask(call, case)
     out = student_output(student, case, state, call, f"{case.kind}(...)")
     expected = reference_output(reference, case, state, call)
-    checks.assert_close(real_only(out, keep), real_only(expected, keep), tolerance_for(case),
+    checks.assert_close(checks.real_positions(out, keep), checks.real_positions(expected, keep), tolerance_for(case),
                         what=f"{case.kind} output at real positions ({'pre' if case.norm_first else 'post'}-norm)",
                         hint=hint)
 
@@ -309,7 +302,8 @@ def test_encoder_layer_is_permutation_equivariant(student, case, perm_seed):
     plain, permuted = run_student(student, case, state, [call, moved]).outputs
     plain = checks.check_tensor(plain, what="EncoderLayer(x)", shape=tuple(x.shape))
     keep = None if mask is None else mask[:, order]
-    checks.assert_close(real_only(permuted, keep), real_only(plain[:, order], keep), tolerances.ARCH_LAYER,
+    checks.assert_close(checks.real_positions(permuted, keep), checks.real_positions(plain[:, order], keep),
+                        tolerances.ARCH_LAYER,
                         what=f"EncoderLayer(x[:, {order.tolist()}]) vs EncoderLayer(x)[:, {order.tolist()}]",
                         hint="self-attention and the FFN treat every position alike; nothing in a layer may depend "
                         "on where a position sits (a causal mask here, or mixing positions in the FFN, breaks this)")
@@ -326,7 +320,7 @@ def test_encoder_layer_ignores_padded_keys(student, case):
     noise = case.states(x.shape[1], 9) * 10.0
     changed = {"fn": "self.forward", "args": [torch.where(mask.unsqueeze(-1), x, noise)], "kwargs": call["kwargs"]}
     plain, moved = run_student(student, case, state, [call, changed]).outputs
-    checks.assert_close(real_only(moved, mask), real_only(plain, mask), tolerances.ARCH_LAYER,
+    checks.assert_close(checks.real_positions(moved, mask), checks.real_positions(plain, mask), tolerances.ARCH_LAYER,
                         what="outputs at real positions after changing the padding",
                         hint="pass the padding as key_padding_mask, which is True for padding: the opposite of "
                         "attention_mask (padding_to_ignore)")
@@ -391,8 +385,8 @@ def test_decoder_layer_is_causal(student, case, cut):
     changed = {**call, "args": [later, call["args"][1]]}
     plain, moved = run_student(student, case, state, [call, changed]).outputs
     keep = call["kwargs"]["attention_mask"]
-    checks.assert_close(real_only(moved[:, : t + 1], None if keep is None else keep[:, : t + 1]),
-                        real_only(plain[:, : t + 1], None if keep is None else keep[:, : t + 1]),
+    checks.assert_close(checks.real_positions(moved[:, : t + 1], None if keep is None else keep[:, : t + 1]),
+                        checks.real_positions(plain[:, : t + 1], None if keep is None else keep[:, : t + 1]),
                         tolerances.ARCH_LAYER, what=f"outputs at positions 0..{t} after changing positions {t + 1}..",
                         hint="self-attention needs attn_mask=future_mask(T): position i may see keys 0..i only")
 
@@ -458,7 +452,7 @@ def test_transformer_output_shape(student, case):
     out = student.module("Transformer", case.init(), calls=[call]).output
     out = checks.check_tensor(out, what="Transformer(src, tgt)", shape=(case.batch, case.tgt_len, case.vocab_size),
                               dtype=torch.float32)
-    checks.assert_finite(real_only(out, call["kwargs"]["tgt_attention_mask"]), what="Transformer(src, tgt)")
+    checks.assert_finite(checks.real_positions(out, call["kwargs"]["tgt_attention_mask"]), what="Transformer(src, tgt)")
 
 
 def changed_after(tokens: torch.Tensor, t: int, vocab_size: int) -> torch.Tensor:

@@ -89,11 +89,6 @@ def layer_inputs(snapshot, decoder: bool) -> dict[str, torch.Tensor]:
     return snapshot.inputs(**inputs)
 
 
-def keep_real(out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Padding positions set to 0: what a model returns there is not graded."""
-    return out.masked_fill(~mask.unsqueeze(-1), 0.0)
-
-
 @pytest.mark.points(1)
 @pytest.mark.task("EncoderLayer")
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -105,7 +100,7 @@ def test_encoder_layer_golden(student, snapshot, norm_first):
     out = student.module("EncoderLayer", init, state_dict=state,
                          calls=[{"fn": "self.forward", "args": [t["x"]], "kwargs": {"attention_mask": t["mask"]}}]).output
     out = checks.check_tensor(out, what="EncoderLayer(x, mask)", shape=(2, 5, 8))
-    snapshot.assert_match({"out": keep_real(out, t["mask"])}, GOLDEN,
+    snapshot.assert_match({"out": checks.real_positions(out, t["mask"])}, GOLDEN,
                           hint="post-norm: norm(x + sublayer(x)); pre-norm: x + sublayer(norm(x))")
 
 
@@ -121,7 +116,7 @@ def test_decoder_layer_golden(student, snapshot, norm_first):
             "kwargs": {"attention_mask": t["mask"], "memory_attention_mask": t["memory_mask"]}}
     out = checks.check_tensor(student.module("DecoderLayer", init, state_dict=state, calls=[call]).output,
                               what="DecoderLayer(x, memory, masks)", shape=(2, 5, 8))
-    snapshot.assert_match({"out": keep_real(out, t["mask"])}, GOLDEN,
+    snapshot.assert_match({"out": checks.real_positions(out, t["mask"])}, GOLDEN,
                           hint="causal self-attention, then cross-attention to memory, then the FFN")
 
 
