@@ -95,8 +95,9 @@ def tests(session: nox.Session) -> None:
     """The project's own test suite (what .ci/run runs)."""
     _instructor_only(session, "tests/", "reference_solutions/")
     # Most tests wait on grading subprocesses: a pytest worker per core, at most 4 (xdist), halves
-    # the wall time on CI's 2 cores. loadgroup keeps a file marked xdist_group on one worker, so
-    # its expensive module fixture (a release, a site build, torchrun) runs once.
+    # the wall time on CI's 2 cores (a third worker there was slower: 88% done when two workers
+    # had finished, 27 minutes, measured 2026-12-04). loadgroup keeps a file marked xdist_group
+    # on one worker, so its expensive module fixture (a release, a site build, torchrun) runs once.
     # `nox -s tests -- tests/test_x.py` runs serially, as given.
     # --durations: the slowest tests in CI's log, to budget its 30 minutes by.
     parallel = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadgroup", "--durations", "25"]
