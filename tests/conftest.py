@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -50,14 +51,35 @@ def records_by_name(grade_json: dict, chapter: str) -> dict[str, dict]:
     return {t["name"]: t for t in entry["tests"]}
 
 
-@pytest.fixture(scope="session")
-def reference_grade(tmp_path_factory) -> dict:
-    return grade(REFERENCE, tmp_path_factory.mktemp("reference"))
+def once_per_run(tmp_path_factory, worker_id: str, name: str, make) -> dict:
+    """`make(folder)`'s JSON result, computed once per test run however many xdist workers ask.
+
+    A session fixture runs once per worker, and these are whole-course grades (about 50 s each
+    on CI's cores, asked for by test files that land on different workers): the first worker
+    computes it under a lock in the run's shared temporary folder, the others read its file."""
+    if worker_id == "master":  # no xdist: the session is the run
+        return make(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above every worker's own
+    result = shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not result.exists():
+            folder = shared / name
+            folder.mkdir()
+            partial = shared / f"{name}.json.partial"
+            partial.write_text(json.dumps(make(folder)))
+            partial.replace(result)
+        return json.loads(result.read_text())
 
 
 @pytest.fixture(scope="session")
-def stub_grade(tmp_path_factory) -> dict:
-    return grade(ASSIGNMENTS, tmp_path_factory.mktemp("stub"))
+def reference_grade(tmp_path_factory, worker_id) -> dict:
+    return once_per_run(tmp_path_factory, worker_id, "reference", lambda out: grade(REFERENCE, out))
+
+
+@pytest.fixture(scope="session")
+def stub_grade(tmp_path_factory, worker_id) -> dict:
+    return once_per_run(tmp_path_factory, worker_id, "stub", lambda out: grade(ASSIGNMENTS, out))
 
 
 def failing(chapter: dict) -> list[tuple[str, str]]:
