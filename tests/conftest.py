@@ -64,8 +64,8 @@ def once_per_run(tmp_path_factory, worker_id: str, name: str, make) -> dict:
     with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not result.exists():
-            folder = shared / name
-            folder.mkdir()
+            folder = shared / name  # left by a worker whose `make` raised: this one tries again
+            folder.mkdir(exist_ok=True)
             partial = shared / f"{name}.json.partial"
             partial.write_text(json.dumps(make(folder)))
             partial.replace(result)

@@ -129,7 +129,8 @@ _INSPECT = """() => {
 
 
 # Material renders the page's math when its document$ observable emits, which can come after
-# the network has gone idle on a loaded machine (CI's 2 cores run four test workers and Chromium).
+# the network has gone idle on a loaded machine (CI's 2 cores run two test workers, their
+# grading subprocesses and Chromium).
 SETTLE_MS = 20_000
 _MATH_DONE = "() => [...document.querySelectorAll('.arithmatex')].every(e => e.querySelector('.katex'))"
 
