@@ -193,6 +193,8 @@ class Submission:
         except SubmissionError as exc:
             self._poison = exc
             raise
+        for tap in self._taps.values():
+            tap.catch_up()  # what the call printed is all in the pipes by now (the child is unbuffered)
         if not reply["ok"]:
             raise self._student_failure(reply)
         outputs = reply.get("outputs", [])
@@ -404,29 +406,50 @@ class Submission:
 
 class _Tap:
     """Drains one of the child's output pipes on a thread and keeps only its last bytes, so
-    megabytes of printing neither block the child nor fill the grader's memory or disk."""
+    megabytes of printing neither block the child nor fill the grader's memory or disk.
+
+    The pipe is non-blocking and every read is accounted under the lock, so `catch_up` can
+    take whatever the thread has not read yet: the child prints (unbuffered) before it
+    replies, and after a reply the grader must see all of that output, not all but the
+    chunk the thread happened to be holding."""
 
     def __init__(self, fd: int) -> None:
         self.total = 0  # bytes the child wrote in all
         self._kept = bytearray()
         self._lock = threading.Lock()
         self._fd = fd
+        self._open = True
+        os.set_blocking(fd, False)
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:
-        while True:
+        while self._open:
             try:
-                chunk = os.read(self._fd, 1 << 16)
-            except OSError:
+                select.select([self._fd], [], [], 1.0)
+            except (OSError, ValueError):
                 break
-            if not chunk:
-                break
-            with self._lock:
+            self.catch_up()
+        with self._lock:
+            self._open = False
+            os.close(self._fd)
+
+    def catch_up(self) -> None:
+        """Read what is in the pipe now; at end of file, mark the tap closed."""
+        with self._lock:
+            while self._open:
+                try:
+                    chunk = os.read(self._fd, 1 << 16)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self._open = False
+                    return
                 self.total += len(chunk)
                 self._kept += chunk
                 del self._kept[:-OUTPUT_KEEP_BYTES]
-        os.close(self._fd)
 
     def tail(self, since: int, limit: int) -> bytes:
         """At most `limit` of the last bytes written after the first `since`."""

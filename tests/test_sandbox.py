@@ -15,7 +15,7 @@ import pytest
 
 from graders import _sandbox
 from graders.chapters import ROOT
-from graders.submission import Submission, StudentRaised
+from graders.submission import Submission, StudentRaised, _Tap
 
 # Its module fixture runs once: under xdist (--dist loadgroup) the whole file shares one worker.
 pytestmark = pytest.mark.xdist_group("sandbox")
@@ -177,6 +177,28 @@ def test_output_is_drained_and_capped(worker):
     assert taps.total > 8 * 2**20
     assert len(taps.tail(0, 10**9)) <= 64 * 2**10
     assert len(worker.output_during_test()) <= 2000
+
+
+def test_a_tap_caught_up_holds_every_byte_written_before():
+    """The reply to a call can arrive while the drain thread still holds the last chunk of the
+    call's output; catching up must account for it (CI once lost 64 KiB of an 8 MiB print)."""
+    read_end, write_end = os.pipe()
+    tap = _Tap(read_end)
+    written = 0
+    for size in [1, 4096, 65536, 65537, 300_000, 7]:
+        _write_all(write_end, size)
+        written += size
+        tap.catch_up()
+        assert tap.total == written
+    os.close(write_end)
+    tap.finish()
+
+
+def _write_all(fd, size):
+    """Write `size` bytes; a pipe takes at most its capacity per write while the tap drains it."""
+    done = 0
+    while done < size:
+        done += os.write(fd, b"x" * (size - done))
 
 
 def test_student_exceptions_still_reach_the_grader(worker):
