@@ -7,10 +7,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import forked_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "reference_solutions"
@@ -20,8 +21,7 @@ ASSIGNMENTS = ROOT / "assignments"
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m graders ARGS` from the repository root (with `env` added to the environment)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")} | (env or {})
-    return subprocess.run([sys.executable, "-m", "graders", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return forked_cli.run(list(args), env, timeout)  # the real command, minus the interpreter start
 
 
 def grade(impl: Path, report: Path, *chapters: str, tasks: tuple[str, ...] = (), env: dict | None = None) -> dict:
