@@ -4,13 +4,14 @@
 so a file added to the repository later stays out until someone decides it belongs. The
 steps, in order:
 
-    draw_figures  the site's figures, drawn from the reference (before anything is removed,
-                  so a failure leaves the previous release in place)
     clear         an empty destination, so no file of an older release survives
     copy_allowed  ALLOWED, minus SKIPPED and build junk
-    copy_figures  the PNGs drawn in the first step
     scan          every text file against the reference's solution lines and the hidden
                   tests' names and lines; any hit removes the tree and raises LeakError
+                  (before the figures, which take half a minute: a leak fails fast)
+    draw_figures  the site's figures, drawn from the reference (a failure removes the tree)
+    copy_figures  the PNGs and tables drawn in the previous step
+    scan          again, for the tables the figure script wrote
 
 `site/scripts/figures.py` is left out of the release: it imports `reference_solutions`, so
 it could only fail there. The release ships the PNGs it drew instead, and the noxfile's
@@ -147,19 +148,30 @@ def build(dest: Path = DEFAULT_DEST, root: Path = ROOT) -> Release:
     dest = Path(dest).resolve()
     _check_sources(root)
     _check_dest(dest, root)
-    figures = draw_figures(root)
     clear(dest)
     release = Release(dest)
     release.written.update(copy_allowed(root, dest))
-    release.written[FIGURES_DIR] = copy_figures(figures, dest)
     found = needles(root)
+    # Scanned before the figures are drawn (half a minute): a leak in a copied page stops the
+    # build in seconds. Scanned again after, for the tables the figure script writes.
+    _refuse_leaks(dest, found)
+    try:
+        figures = draw_figures(root)
+    except ReleaseError:
+        shutil.rmtree(dest)  # a release without its figures is not one to hand out
+        raise
+    release.written[FIGURES_DIR] = copy_figures(figures, dest)
+    _refuse_leaks(dest, found)
+    for needle in found:
+        release.needles[needle.kind] = release.needles.get(needle.kind, 0) + 1
+    return release
+
+
+def _refuse_leaks(dest: Path, found: list[Needle]) -> None:
     leaks = scan(dest, found)
     if leaks:
         shutil.rmtree(dest)  # a leaky tree left on disk could still be handed out
         raise LeakError(leaks, dest)
-    for needle in found:
-        release.needles[needle.kind] = release.needles.get(needle.kind, 0) + 1
-    return release
 
 
 def _check_sources(root: Path) -> None:
