@@ -424,11 +424,10 @@ class _Tap:
         self._thread.start()
 
     def _drain(self) -> None:
+        poller = select.poll()  # not select(): no limit on the descriptor's number
+        poller.register(self._fd, select.POLLIN)
         while self._open:
-            try:
-                select.select([self._fd], [], [], 1.0)
-            except (OSError, ValueError):
-                break
+            poller.poll(1000)  # wakes on output, on end of file, or after a second
             self.catch_up()
         with self._lock:
             self._open = False
