@@ -1,32 +1,67 @@
 """Test records -> `grade.json`, Gradescope's `results.json`, and the terminal table.
 
-This module never imports a suite: it sees only the records the plugin collected.
+This module never imports a suite: it sees only the records the plugin collected. Every
+message is student text (their exception, their output): `grade_json` and `table` pass it
+through `student_text.clean`, so no report or terminal receives escape sequences, control
+characters or an unbounded string. Each chapter entry also says how its worker was confined
+(`"sandbox"`, as the worker reported at boot), so a report shows what the grade ran under.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 
 from graders import chapters
 from graders.plugin import TestRecord
+from graders.student_text import MESSAGE_LIMIT, clean, clean_line
 
 GRADESCOPE_VISIBILITY = {"public": "visible", "hidden": "after_published"}
+# A sandbox description is a few short facts (mode, uid, tool, why it fell back); more keys or
+# longer values than these are not a description, and stay out of the report.
+SANDBOX_KEYS = 8
+SANDBOX_VALUE_LIMIT = 200
 
 
-def grade_json(impl: Path, graded: list[chapters.Chapter], records: list[TestRecord]) -> dict:
-    """The contract's `reports/grade.json`."""
+def grade_json(impl: Path, graded: list[chapters.Chapter], records: list[TestRecord],
+               isolation: dict[str, dict] | None = None) -> dict:
+    """The contract's `reports/grade.json`, each chapter with the `sandbox` its worker ran in
+    (`isolation`: chapter id -> the worker's boot report; `{}` where no worker started)."""
     chapter_entries = []
     for chapter in graded:
         tests = [{"name": r.name, "score": r.score, "max_score": r.max_score, "visibility": r.visibility,
-                  "status": r.status, "message": r.message}
+                  "status": r.status, "message": clean(r.message, MESSAGE_LIMIT)}
                  for r in records if r.chapter == chapter.id]
         chapter_entries.append({"id": chapter.id, "score": sum(t["score"] for t in tests),
-                                "max_score": sum(t["max_score"] for t in tests), "tests": tests})
-    return {"impl": str(impl), "score": sum(c["score"] for c in chapter_entries),
+                                "max_score": sum(t["max_score"] for t in tests), "tests": tests,
+                                "sandbox": sandbox_entry((isolation or {}).get(chapter.id, {}))})
+    return {"impl": clean(impl, MESSAGE_LIMIT), "score": sum(c["score"] for c in chapter_entries),
             "max_score": sum(c["max_score"] for c in chapter_entries), "chapters": chapter_entries}
+
+
+def sandbox_entry(sandbox: dict) -> dict:
+    """The worker's boot report, kept to short JSON scalars under string keys. Its uid becomes
+    `own_uid` (whether the worker ran under a uid other than the grader's): the number changes
+    from run to run, and two grades of the same files give the same grade.json."""
+    entry: dict = {}
+    for key, value in sandbox.items():
+        if len(entry) == SANDBOX_KEYS:
+            break
+        if not isinstance(key, str):
+            continue
+        if key == "uid" and isinstance(value, int) and not isinstance(value, bool):
+            key, value = "own_uid", value != os.geteuid()
+        if isinstance(value, str):
+            value = clean_line(value, SANDBOX_VALUE_LIMIT)
+        elif isinstance(value, float) and not math.isfinite(value):
+            continue  # NaN and infinities are not JSON
+        elif not (value is None or isinstance(value, (bool, int, float))):
+            continue  # lists, paths, objects: not a short fact
+        entry[clean_line(key, SANDBOX_VALUE_LIMIT)] = value
+    return entry
 
 
 def gradescope_json(grade: dict, execution_time: float) -> dict:
@@ -68,8 +103,10 @@ def table(grade: dict, *, failures: int = 3) -> str:
                      f"{counts['error']:>6} {counts['timeout']:>7}")
         failed = [t for t in chapter["tests"] if t["status"] != "passed"]
         for test in failed[:failures]:
-            first = next((ln for ln in test["message"].splitlines() if ln and not ln.startswith("Property:")), "")
-            notes.append(f"  {chapter['id']} / {test['name']} [{test['status']}]: {first[:110]}")
+            message = clean(test["message"], MESSAGE_LIMIT)  # a grade.json read back may not have been cleaned
+            first = next((ln for ln in message.splitlines() if ln and not ln.startswith("Property:")), "")
+            notes.append(f"  {chapter['id']} / {clean_line(test['name'])} [{clean_line(test['status'], 10)}]: "
+                         f"{clean_line(first, 110)}")
         if len(failed) > failures:
             notes.append(f"  {chapter['id']}: {len(failed) - failures} more; see the report for every message")
     lines.append("-" * len(header))

@@ -13,7 +13,8 @@ STATUSES = {"passed", "failed", "error", "timeout"}
 def test_grade_json_shape(reference_grade):
     assert set(reference_grade) == {"impl", "score", "max_score", "chapters"}
     for chapter in reference_grade["chapters"]:
-        assert set(chapter) == {"id", "score", "max_score", "tests"}
+        assert set(chapter) == {"id", "score", "max_score", "tests", "sandbox"}
+        assert chapter["sandbox"]["mode"] in ("namespaces", "basic")  # how the chapter's worker was confined
         assert chapter["score"] == sum(t["score"] for t in chapter["tests"])
         for test in chapter["tests"]:
             assert set(test) == {"name", "score", "max_score", "visibility", "status", "message"}
