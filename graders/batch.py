@@ -10,6 +10,12 @@ modules are found by name anywhere inside it and copied into a flat tree, which 
 grades with ``python -m graders grade``: the same command, sandbox and worker a student's own
 ``nox -s grade`` runs, so a batch gives every student the grade the single command would.
 
+A student controls what lies in their folder, so nothing there is read but through
+`safe_files`: links are never followed (a link named `feedforward.py` to the reference is
+not the student's work), FIFOs and devices are never opened, and a module over
+`safe_files.SOURCE_LIMIT_BYTES` is not read. Each refusal is a note in that student's row
+(the gradebook's message column); the rest of their submission, and the batch, go on.
+
 Resumable: each finished submission gets ``REPORTS/<student>/batch.json``, written last and
 atomically, holding the content hash of what was graded (the student's files, the grading
 options and the graders' own code). A submission whose hash matches a finished report is not
@@ -28,21 +34,28 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graders import chapters, report
+from graders.safe_files import COPY_DEPTH_LIMIT, SOURCE_LIMIT_BYTES, UnsafeFile, kind, read_regular, shown_name
+from graders.student_text import LINE_LIMIT, MESSAGE_LIMIT, clean, clean_line
 
 MARKER = "batch.json"  # per student: what was graded and how it ended; written last
 GRADEBOOK = "gradebook.csv"
 SUMMARY = "batch_summary.json"
 DEFAULT_TIMEOUT_S = 1800.0  # one submission, every chapter: a backstop far above a full grade's minutes
 SKIPPED_DIRS = {"__pycache__", ".ipynb_checkpoints", ".git"}
+# Entries looked at in one student's folder: a submission is a notebook and a few modules per
+# assignment (tens of files); a folder of more than 10000 is not one, and searching it all
+# would slow every batch that holds it.
+WALK_ENTRY_LIMIT = 10_000
 
 
 class BatchError(RuntimeError):
@@ -54,6 +67,8 @@ class Submission:
     student: str
     files: tuple[tuple[str, Path], ...]  # (module name, file) for each course module found
     digest: str  # sha256 of the files, the grading options and the graders' code
+    root: Path | None = None  # the student's folder: no link below it is followed when a file is read
+    notes: tuple[str, ...] = ()  # what the grader would not read there, and why
 
 
 @dataclass
@@ -93,14 +108,64 @@ def _pick(module: str, candidates: list[Path], student_dir: Path) -> Path:
     return min(pool, key=lambda p: (len(p.relative_to(student_dir).parts), str(p)))
 
 
-def collect_files(student_dir: Path) -> tuple[tuple[str, Path], ...]:
-    """(module, file) for every course module found anywhere in `student_dir`."""
+def collect_files(student_dir: Path) -> tuple[tuple[tuple[str, Path], ...], tuple[str, ...]]:
+    """(module, file) for every course module found anywhere in `student_dir`, and a note for
+    each link (never followed) and each special file named like a module (never opened)."""
     modules = {m for c in chapters.CHAPTERS for m in c.modules}
     found: dict[str, list[Path]] = {}
-    for path in sorted(student_dir.rglob("*.py")):
-        if path.stem in modules and path.is_file() and not SKIPPED_DIRS & set(path.relative_to(student_dir).parts):
-            found.setdefault(path.stem, []).append(path)
-    return tuple((m, _pick(m, paths, student_dir)) for m, paths in sorted(found.items()))
+    notes: list[str] = []
+    seen = 0
+    pending = deque([student_dir])
+    while pending:
+        folder = pending.popleft()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            notes.append(f"{_relative(folder, student_dir)} could not be listed ({exc.strerror})")
+            continue
+        for entry in entries:
+            seen += 1
+            path = Path(entry.path)
+            if seen > WALK_ENTRY_LIMIT:
+                notes.append(f"the folder holds over {WALK_ENTRY_LIMIT} entries; {_relative(path, student_dir)} "
+                             "and the rest were not searched")
+                pending.clear()
+                break
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                continue  # removed since the listing
+            if stat.S_ISLNK(mode):
+                notes.append(f"{_relative(path, student_dir)} is a symbolic link; the grader does not follow it")
+            elif stat.S_ISDIR(mode):
+                if entry.name not in SKIPPED_DIRS and len(path.relative_to(student_dir).parts) < COPY_DEPTH_LIMIT:
+                    pending.append(path)
+            elif entry.name.endswith(".py") and entry.name[:-3] in modules:
+                if stat.S_ISREG(mode):
+                    found.setdefault(entry.name[:-3], []).append(path)
+                else:
+                    notes.append(f"{_relative(path, student_dir)} is {kind(mode)}; the grader reads only regular files")
+    return tuple((m, _pick(m, paths, student_dir)) for m, paths in sorted(found.items())), tuple(notes)
+
+
+def _relative(path: Path, root: Path) -> str:
+    return shown_name(path.relative_to(root).as_posix()) if path != root else "the folder"
+
+
+def read_files(files: tuple[tuple[str, Path], ...],
+               root: Path | None) -> tuple[list[tuple[str, Path, bytes]], list[str]]:
+    """Each module's bytes, read without following links below `root` (default: each file's
+    folder); a note for each file refused."""
+    read, notes = [], []
+    for module, path in files:
+        try:
+            read.append((module, path, read_regular(path, SOURCE_LIMIT_BYTES, root=root)))
+        except UnsafeFile as exc:
+            notes.append(str(exc))
+        except OSError as exc:
+            notes.append(f"{_relative(path, root or path.parent)} could not be read ({exc.strerror})")
+    return read, notes
 
 
 def graders_fingerprint() -> str:
@@ -113,10 +178,15 @@ def graders_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def submission_digest(files: tuple[tuple[str, Path], ...], options: dict, fingerprint: str) -> str:
+def submission_digest(contents: list[tuple[str, bytes]], notes: list[str] | tuple[str, ...], options: dict,
+                      fingerprint: str) -> str:
+    """The hash that says whether a finished report still holds: the modules' bytes, what was
+    refused, the grading options and the graders' fingerprint."""
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode() + fingerprint.encode())
-    for module, path in files:
-        digest.update(module.encode() + b"\0" + path.read_bytes() + b"\0")
+    for module, data in contents:
+        digest.update(module.encode() + b"\0" + data + b"\0")
+    for note in notes:
+        digest.update(note.encode("utf-8", "replace") + b"\0")
     return digest.hexdigest()
 
 
@@ -129,9 +199,21 @@ def find_submissions(batch: Batch) -> Batch:
     if not batch.submissions_dir.is_dir():
         raise BatchError(f"{batch.submissions_dir} is not a folder of submissions")
     fingerprint = graders_fingerprint()
-    for student_dir in sorted(p for p in batch.submissions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = collect_files(student_dir)
-        batch.submissions.append(Submission(student_dir.name, files, submission_digest(files, _options(batch), fingerprint)))
+    for student_dir in sorted(p for p in batch.submissions_dir.iterdir() if not p.name.startswith(".")):
+        mode = student_dir.lstat().st_mode
+        if stat.S_ISLNK(mode):  # the folder itself: graded as empty, with the reason
+            notes = [f"{shown_name(student_dir.name)} is a symbolic link; the grader does not follow it"]
+            digest = submission_digest([], notes, _options(batch), fingerprint)
+            batch.submissions.append(Submission(student_dir.name, (), digest, None, tuple(notes)))
+            continue
+        if not stat.S_ISDIR(mode):
+            continue
+        files, notes = collect_files(student_dir)
+        read, refused = read_files(files, student_dir)
+        notes = [*notes, *refused]
+        digest = submission_digest([(m, data) for m, _, data in read], notes, _options(batch), fingerprint)
+        batch.submissions.append(Submission(student_dir.name, tuple((m, p) for m, p, _ in read), digest,
+                                            student_dir, tuple(notes)))
     if not batch.submissions:
         raise BatchError(f"{batch.submissions_dir} holds no submission folders (one folder per student)")
     return batch
@@ -175,15 +257,18 @@ def grade_one(submission: Submission, report_dir: str, root: str, options: dict,
 
     Runs on a Dask worker: `report_dir` and the submission's files must be on a filesystem the
     worker shares. A grade that fails or outlasts `timeout` yields a marker with status
-    "error" or "timeout" and no reports; it is graded again by the next batch."""
+    "error" or "timeout" and no reports; it is graded again by the next batch. The files are
+    read again here, through `safe_files`: what was refused, and why, is the marker's message."""
     start = time.monotonic()
     target = Path(report_dir) / submission.student
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".staging-") as staging:
         tree, reports = Path(staging) / "impl", Path(staging) / "reports"
         tree.mkdir()
-        for module, path in submission.files:
-            shutil.copyfile(path, tree / f"{module}.py")
+        read, refused = read_files(submission.files, submission.root)
+        notes = list(dict.fromkeys([*submission.notes, *refused]))
+        for module, _, data in read:
+            (tree / f"{module}.py").write_bytes(data)
         command = [sys.executable, "-m", "graders", "grade", "--impl", str(tree), "--report", str(reports),
                    "--no-progress"]
         command += [a for c in options["chapters"] for a in ("--chapter", c)]
@@ -193,8 +278,10 @@ def grade_one(submission: Submission, report_dir: str, root: str, options: dict,
             grade = json.loads((reports / "grade.json").read_text())
             for name in ("grade.json", "results.json"):
                 os.replace(reports / name, target / name)  # same filesystem: each file appears whole
-    marker = {"student": submission.student, "digest": submission.digest, "status": status, "message": detail,
-              "files": [f"{m}.py" for m, _ in submission.files], "seconds": round(time.monotonic() - start, 2)}
+    message = "\n".join(part for part in (detail, "; ".join(notes)) if part)
+    marker = {"student": submission.student, "digest": submission.digest, "status": status,
+              "message": clean(message, MESSAGE_LIMIT), "files": [f"{m}.py" for m, _, _ in read],
+              "seconds": round(time.monotonic() - start, 2)}
     if status == "graded":
         marker |= {"score": grade["score"], "max_score": grade["max_score"],
                    "chapters": {c["id"]: [c["score"], c["max_score"]] for c in grade["chapters"]},
@@ -280,7 +367,7 @@ def grade_all(batch: Batch) -> Batch:
                     marker = future.result()
                 except Exception as exc:  # noqa: BLE001 - a worker's death is this row's error, never the batch's
                     marker = {"student": submission.student, "digest": submission.digest, "status": "error",
-                              "message": f"the Dask task failed: {type(exc).__name__}: {exc}"[:500]}
+                              "message": clean(f"the Dask task failed: {type(exc).__name__}: {exc}", 500)}
                 batch.rows[submission.student] = marker
                 bar.update(marker["status"] == "graded")
                 write_gradebook(batch)  # after each row, so an interrupted batch leaves a current CSV
@@ -342,10 +429,10 @@ def gradebook_text(batch: Batch) -> str:
     for student in sorted(batch.rows):
         row = batch.rows[student]
         scores = row.get("chapters", {})
-        writer.writerow([student, *(f"{scores[c][0]:g}" if c in scores else "" for c in columns),
+        writer.writerow([clean_line(student), *(f"{scores[c][0]:g}" if c in scores else "" for c in columns),
                          f"{row['score']:g}" if "score" in row else "",
                          f"{row['max_score']:g}" if "max_score" in row else "",
-                         row["status"], row.get("message", "")])
+                         clean_line(row["status"]), clean(row.get("message", ""), MESSAGE_LIMIT)])
     return out.getvalue()
 
 
@@ -388,10 +475,14 @@ def show_summary(batch: Batch) -> Batch:
     if facts["most_failed"]:
         print("\nmost failed tests (students failing it)")
         for item in facts["most_failed"]:
-            print(f"  {item['students']:>5} ({item['share']:.0%})  {item['test']}")
+            print(f"  {item['students']:>5} ({item['share']:.0%})  {clean_line(item['test'])}")
     errors = [r for r in batch.rows.values() if r["status"] != "graded"]
     for row in errors:
-        print(f"\n{row['student']}: {row['status']}: {row.get('message', '')[:200]}")
+        print(f"\n{clean_line(row['student'])}: {clean_line(row['status'])}: {clean_line(row.get('message', ''))}")
+    noted = [r for r in batch.rows.values() if r["status"] == "graded" and r.get("message")]
+    for row in noted:
+        print(f"\n{clean_line(row['student'])}: graded without what it could not read: "
+              f"{clean_line(row['message'], LINE_LIMIT)}")
     if errors:
         print(f"\n{len(errors)} submission(s) not graded; the next batch tries them again.")
     print(f"\ngradebook: {batch.report_dir / GRADEBOOK}; reports: {batch.report_dir}/<student>/grade.json")

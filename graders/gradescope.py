@@ -7,7 +7,10 @@
                      is already Gradescope's format (public tests `visible`, hidden `after_published`)
     source/          graders/ (hidden suites and snapshots included), reference_solutions/, pyproject.toml
 
-The same grade command as `nox -s grade`, so the same submission gets the same points.
+The same grade command as `nox -s grade`, so the same submission gets the same points, and
+the same guards: the student's upload is read only through `safe_files` (no link followed, no
+special file opened, sizes bounded), and every message in results.json is cleaned of control
+characters and capped (`student_text`).
 `AUTOGRADER_ROOT` (default /autograder) and `AUTOGRADER_PYTHON` (default the setup's
 virtualenv) let a test run `run_autograder` against a fake tree.
 """

@@ -24,7 +24,9 @@ configuration drops every code cell the source notebook does not have
 (`graders.nbgrader_preprocessors.DropUnknownCells`), so nothing can patch `check` first.
 
 A failed test prints its name, status and grade.json message (for hidden tests: the property,
-the shrunk case and the size of the error, never the test's code or expected values).
+the shrunk case and the size of the error, never the test's code or expected values), passed
+through `student_text.clean` like every report: a student's exception text reaches the
+feedback file without control characters or escape sequences, and bounded.
 Nothing is written to stderr: nbgrader scores a test cell with any stderr output zero.
 """
 
@@ -39,6 +41,7 @@ import tempfile
 from pathlib import Path
 
 from graders import chapters
+from graders.student_text import MESSAGE_LIMIT, clean, clean_line
 
 GRADE_TIMEOUT_S = 3600.0  # a whole chapter, hidden tests included, on a loaded machine
 
@@ -72,8 +75,8 @@ def check(chapter: str, visibility: str, task: str, *, points: float, impl: str 
     for test in tests:
         if test["status"] != "passed":
             worth = f"{test['max_score']:g} point{'' if test['max_score'] == 1 else 's'}"
-            print(f"\n{test['status']}: {test['name']} ({worth})")
-            print("    " + test["message"].replace("\n", "\n    "))
+            print(f"\n{clean_line(test['status'])}: {clean_line(test['name'])} ({worth})")
+            print("    " + clean(test["message"], MESSAGE_LIMIT).replace("\n", "\n    "))
     return float(score)
 
 
@@ -113,7 +116,7 @@ def _grade(chapter_id: str, impl: Path) -> dict:
                                              ("rubric", listing.returncode, out, err)):
             if result != 0:
                 raise CourseError(f"`python -m graders {name}` could not run (exit {result}):\n"
-                                  f"{(stdout + stderr).strip()[-4000:]}")
+                                  + clean((stdout + stderr).strip()[-4000:]))
         grade = json.loads((report / "grade.json").read_text())
     except subprocess.TimeoutExpired:
         raise CourseError(f"grading {chapter_id} took longer than {GRADE_TIMEOUT_S:g} s") from None

@@ -29,6 +29,11 @@ What each choice is for:
 - **Only the instructor's cells run.** Every cell is locked; autograde restores locked cells
   and, with `graders.nbgrader_preprocessors.DropUnknownCells`, drops any code cell a student
   added, so no student code runs in the kernel that reports the points.
+- **Collect never follows a student's link.** A student can replace a file of their inbound
+  submission with a link (to the reference, to another student's work) or a FIFO after
+  submitting; nbgrader's own collect would copy the link's target as their file. The config
+  sets `ExchangeFactory.collect` to `graders.nbgrader_exchange.SafeExchangeCollect`, whose
+  copy leaves links and special files out, with a warning naming each.
 - **The kernel imports this repository's graders, and nothing from the submission.** The
   kernel's working directory is the submission folder, which Python puts on `sys.path` ahead
   of the standard library, so a submitted `graders/` or `tempfile.py` would be imported. The
@@ -72,6 +77,9 @@ c.CourseDirectory.course_id = {course_id!r}
 c.Autograde.exclude_overwriting = {exclude!r}
 # No code cell but the source notebook's own runs in the grading kernel.
 c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
+# Collect copies the students' inbound folders without following a link they planted there
+# (to the reference, or to another student's work) and without opening a FIFO or device.
+c.ExchangeFactory.collect = "graders.nbgrader_exchange.SafeExchangeCollect"
 # The first test cell grades the whole chapter (hidden tests included) in one run.
 c.Execute.timeout = {timeout}
 # Kernels run in the submission folder: take it off sys.path (a submitted `graders/` or
