@@ -26,7 +26,8 @@ def _grade(args: argparse.Namespace) -> int:
     from graders.grade import GraderError, Run, grade, main_error
 
     run = Run(impl=Path(args.impl), requested=args.chapter, report_dir=Path(args.report),
-              hidden=not args.public_only, progress=not args.no_progress, tasks=args.task)
+              hidden=not args.public_only, progress=not args.no_progress, tasks=args.task,
+              budget_factor=args.budget_factor)
     try:
         grade(run)
     except (GraderError, chapters.UnknownChapter) as exc:
@@ -170,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="grade only this function or class (e.g. softmax); repeat for more")
     grade.add_argument("--public-only", action="store_true", help="skip hidden tests even where they exist")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.add_argument("--budget-factor", type=float, default=None,
+                       help="each chapter's student code may take this many times the reference's grading time "
+                            f"in all, never under {chapters.BUDGET_FLOOR_S:g} s (default: $GRADERS_BUDGET_FACTOR "
+                            f"or {chapters.BUDGET_FACTOR:g})")
     grade.set_defaults(func=_grade)
 
     many = commands.add_parser("grade-batch", help="grade a folder of submissions in parallel on Dask (resumable)")

@@ -24,11 +24,14 @@ import sys
 import traceback
 import types
 
-HEADER = struct.Struct(">Q")
+# A frame: its payload's length and the id of the request it belongs to (0: the boot and
+# import reports), then the payload. The id travels in the header so the grader can refuse an
+# answer to the wrong request before it reads, let alone decodes, a byte of it.
+HEADER = struct.Struct(">QQ")
 
 
-def write_frame(fd: int, payload: bytes) -> None:
-    data = HEADER.pack(len(payload)) + payload
+def write_frame(fd: int, payload: bytes, ident: int = 0) -> None:
+    data = HEADER.pack(len(payload), ident) + payload
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -46,11 +49,12 @@ def read_exact(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(fd: int, max_bytes: int) -> bytes:
-    (size,) = HEADER.unpack(read_exact(fd, HEADER.size))
+def read_frame(fd: int, max_bytes: int) -> tuple[int, bytes]:
+    """(id, payload) of the next frame on `fd` (the child reads the grader's requests so)."""
+    size, ident = HEADER.unpack(read_exact(fd, HEADER.size))
     if size > max_bytes:
         raise ValueError(f"frame of {size} bytes exceeds the limit of {max_bytes}")
-    return read_exact(fd, size)
+    return ident, read_exact(fd, size)
 
 
 # --- everything below runs only in the child process ------------------------------------
@@ -62,6 +66,17 @@ def _load_sandbox():
 
     spec = importlib.util.spec_from_file_location("_graders_sandbox", os.path.join(os.path.dirname(__file__),
                                                                                    "_sandbox.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_bans():
+    """`_bans.py` beside this file, loaded by path like `_sandbox.py` (before the confinement,
+    which may hide this folder)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_graders_bans", os.path.join(os.path.dirname(__file__), "_bans.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -379,8 +394,8 @@ def _failure(exc: BaseException, student_dir: str, shown_dir: str = "") -> dict:
     return {
         "ok": False,
         "kind": kind,
-        "type": type(exc).__name__,
-        "mro": [c.__name__ for c in type(exc).__mro__],
+        "type": type(exc).__name__[:200],  # a student's class name can be megabytes; the grader cuts again
+        "mro": [c.__name__[:200] for c in type(exc).__mro__[:64]],
         "message": str(exc)[:2000],
         "traceback": where[-4000:],
     }
@@ -390,16 +405,23 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     request_fd, reply_fd = config["request_fd"], config["reply_fd"]
     sandbox = _load_sandbox()
+    bans = _load_bans()
     confined = sandbox.confine(config)  # may fork: only the confined worker returns
     sandbox.set_limits(config.get("limits", {}), confined)
     import torch  # after the limits, so a blow-up during import is bounded too
 
     torch.set_num_threads(1)  # the grader runs beside us on a small machine
+    student_dir, shown_dir = config["student_dir"], config.get("student_shown", "")
+    # Before the student's folder joins sys.path: code from the folders on it now counts as a
+    # library's, which may use a banned API on its own account.
+    guard = bans.install(torch, config.get("banned", []),
+                         {os.path.join(student_dir, f"{name}.py"): name for name in config["modules"]},
+                         grader_file=__file__, helpers=HARNESS.values(),
+                         uses_files=[os.path.join(student_dir, f"{name}.py") for name in config.get("uses", [])])
     sandbox.install_guards(config["sandbox"], confined["mode"])
     me = os.getpid()
     write_frame(reply_fd, _save({"ok": True, "phase": "booted", "sandbox": confined}, torch))
 
-    student_dir, shown_dir = config["student_dir"], config.get("student_shown", "")
     sys.path.insert(0, student_dir)
     modules, imports = {}, {}
     for name in config["modules"] + config.get("uses", []):
@@ -408,6 +430,10 @@ def main() -> None:
             imports[name] = None
         except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
             imports[name] = _failure(exc, student_dir, shown_dir) | _syntax_detail(exc)
+        banned = guard.take()  # a banned call at import counts even where the module caught it
+        if banned is not None:
+            modules.pop(name, None)
+            imports[name] = _failure(banned, student_dir, shown_dir) | {"kind": "banned"}
     # Requests may also build plain torch.nn modules by name (a Linear sublayer for a residual
     # block) and call the harness helpers above, never anything else outside the student's tree.
     modules.setdefault("torch.nn", torch.nn)
@@ -417,7 +443,8 @@ def main() -> None:
 
     while True:
         try:
-            request = torch.load(io.BytesIO(read_frame(request_fd, 1 << 34)), weights_only=True)
+            ident, frame = read_frame(request_fd, 1 << 34)
+            request = torch.load(io.BytesIO(frame), weights_only=True)
         except EOFError:
             return
         try:
@@ -425,8 +452,12 @@ def main() -> None:
             payload = _save(reply | {"id": request.get("id")}, torch)
         except BaseException as exc:  # noqa: BLE001 - the student's code may raise anything
             payload = _save(_failure(exc, student_dir, shown_dir) | {"id": request.get("id")}, torch)
+        banned = guard.take()  # the request fails even where the student's code caught the error
+        if banned is not None:
+            payload = _save(_failure(banned, student_dir, shown_dir) | {"kind": "banned", "id": request.get("id")},
+                            torch)
         _only(me)
-        write_frame(reply_fd, payload)
+        write_frame(reply_fd, payload, ident)
 
 
 def _only(me: int) -> None:

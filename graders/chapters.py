@@ -1,7 +1,7 @@
 """The chapter table: one row per chapter of the course, the single place that names them.
 
 Everything else (the CLI's `--chapter`, the suites' file names, the reports, the stub
-generator) looks chapters up here.
+generator, the worker's time budget) looks chapters up here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,17 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository (or release) roo
 GRADERS = ROOT / "graders"
 REFERENCE = ROOT / "reference_solutions"
 ASSIGNMENTS = ROOT / "assignments"
+
+
+# A correct solution may be several times slower than the reference (loops where the
+# reference vectorizes), graded on a machine several times busier (suites graded side by side
+# on shared cores): ten times the reference's seconds leaves room for both.
+BUDGET_FACTOR = 10.0
+# The smallest budget. The chapters' references grade in 4 to 12 s, so 240 s is twenty times
+# the slowest of them; and seven chapters at 240 s stay under the batch's 1800 s backstop per
+# submission (`batch.DEFAULT_TIMEOUT_S`), so a submission that spends every budget still gets
+# a report with its scores, not a timeout row.
+BUDGET_FLOOR_S = 240.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,9 @@ class Chapter:
     # Modules of earlier chapters this chapter's tests also call (the worker imports them too);
     # a student who has not done them loses only those tests.
     uses: tuple[str, ...] = field(default=())
+    # Seconds a grade of the reference takes (public and hidden suites, the worker's boot
+    # included): the scale of the chapter's wall-clock budget (`budget_s`).
+    reference_s: float = 0.0
 
     @property
     def slug(self) -> str:
@@ -41,33 +55,44 @@ class Chapter:
     def suite(self, visibility: str) -> Path:
         return GRADERS / visibility / f"test_{self.slug}.py"
 
+    def budget_s(self, factor: float = BUDGET_FACTOR) -> float:
+        """Wall-clock seconds the student's code may take over the whole chapter: `factor` times
+        the reference's grade, and never less than BUDGET_FLOOR_S. Each call also has its own
+        limit; this one stops a submission that stays just under it in every call."""
+        return max(BUDGET_FLOOR_S, factor * self.reference_s)
 
+
+# reference_s: the grade command's own seconds for `--impl reference_solutions --chapter N`
+# on a 2-core x86 machine with nothing else running (a lower bound: CI's shared cores are slower).
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter(1, "transformer_architecture", ("transformer_full",), "01_transformer_architecture.md",
             banned=("torch.nn.Transformer", "torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder",
-                    "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer")),
+                    "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer"),
+            reference_s=8.8),
     Chapter(2, "multi_head_attention", ("multi_head_attention",), "02_multi_head_attention.md",
             banned=("torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.softmax",
                     "torch.softmax", "torch.special.softmax", "torch.nn.Softmax", "torch.nn.MultiheadAttention",
-                    "Tensor.softmax")),
+                    "Tensor.softmax"), reference_s=5.3),
     Chapter(3, "positional_encodings", ("positional_encoding",), "03_positional_encodings.md",
-            uses=("multi_head_attention",)),
+            uses=("multi_head_attention",), reference_s=3.6),
     Chapter(4, "feedforward_networks", ("feedforward",), "04_feedforward_networks.md",
             banned=("torch.nn.functional.relu", "torch.nn.functional.relu_", "torch.relu", "torch.relu_",
                     "torch.nn.functional.gelu", "torch.nn.functional.silu", "torch.nn.ReLU", "torch.nn.GELU",
-                    "torch.nn.SiLU", "Tensor.relu", "Tensor.relu_")),
+                    "torch.nn.SiLU", "Tensor.relu", "Tensor.relu_"), reference_s=5.6),
     Chapter(5, "layer_normalization", ("normalization",), "05_layer_normalization.md",
             banned=("torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm", "torch.nn.functional.batch_norm",
-                    "torch.nn.LayerNorm", "torch.nn.RMSNorm", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d")),
+                    "torch.nn.LayerNorm", "torch.nn.RMSNorm", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d"),
+            reference_s=3.7),
     Chapter(6, "training_dynamics", ("training_loop",), "06_training_dynamics.md",
             banned=("torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss",
                     "torch.nn.functional.log_softmax", "torch.log_softmax", "torch.special.log_softmax",
                     "Tensor.log_softmax", "torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss",
                     "torch.nn.utils.clip_grad_norm_", "torch.optim.Adam", "torch.optim.AdamW",
                     "torch.optim.lr_scheduler.CosineAnnealingLR", "torch.optim.lr_scheduler.LambdaLR",
-                    "torch.optim.lr_scheduler.OneCycleLR")),
+                    "torch.optim.lr_scheduler.OneCycleLR"), reference_s=11.0),
     Chapter(7, "capstone", ("gpt", "train_gpt"), "07_capstone.md",
-            uses=("multi_head_attention", "positional_encoding", "feedforward", "normalization", "training_loop")),
+            uses=("multi_head_attention", "positional_encoding", "feedforward", "normalization", "training_loop"),
+            reference_s=11.8),
 )
 
 

@@ -3,10 +3,18 @@
     STEPS = resolve_chapters, run_suites, build_reports, write_reports, show_table
 
 Each step takes and returns the same `Run`; the order is the only wiring.
+
+Each chapter's worker has a wall-clock budget: `--budget-factor` (or `GRADERS_BUDGET_FACTOR`)
+times the reference's grading time from the chapter table, never under its floor; or
+`GRADERS_CHAPTER_BUDGET_S` seconds for every chapter. The tree is read only through
+`safe_files` (the plugin's banned-API scan, the worker's copy); `--impl` itself may be a link,
+since whoever runs the grader names it, not the student.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +38,7 @@ class Run:
     hidden: bool = True
     progress: bool = True
     tasks: list[str] = field(default_factory=list)  # grade only these tasks (all when empty)
+    budget_factor: float | None = None  # --budget-factor; None: GRADERS_BUDGET_FACTOR, else the table's
     chapters: list[chapters.Chapter] = field(default_factory=list)
     records: list[TestRecord] = field(default_factory=list)
     grade: dict = field(default_factory=dict)
@@ -49,7 +58,33 @@ def resolve_chapters(run: Run) -> Run:
             raise GraderError(f"chapter {chapter.slug} has no grading suite yet")
     if not run.impl.is_dir():
         raise GraderError(f"--impl {run.impl} is not a directory")
+    budget_options(run)  # a bad setting stops the run here, before anything is graded
     return run
+
+
+def budget_options(run: Run) -> list[str]:
+    """The plugin's budget options from `--budget-factor` and the environment."""
+    absolute = _positive("GRADERS_CHAPTER_BUDGET_S", os.environ.get("GRADERS_CHAPTER_BUDGET_S"))
+    if absolute is not None:
+        return ["--grading-budget-s", repr(absolute)]
+    factor = run.budget_factor
+    if factor is None:
+        factor = _positive("GRADERS_BUDGET_FACTOR", os.environ.get("GRADERS_BUDGET_FACTOR"))
+    else:
+        factor = _positive("--budget-factor", factor)
+    return [] if factor is None else ["--grading-budget-factor", repr(factor)]
+
+
+def _positive(name: str, value: str | float | None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (number > 0 and math.isfinite(number)):
+        raise GraderError(f"{name} must be a positive number, not {value!r}")
+    return number
 
 
 def run_suites(run: Run) -> Run:
@@ -62,11 +97,12 @@ def run_suites(run: Run) -> Run:
     collector = _Collector()
     args = [*map(str, files), "-p", "graders.plugin", "--impl", str(run.impl),
             "-c", str(chapters.GRADERS / "pytest.ini"), "--rootdir", str(chapters.GRADERS),
-            "-p", "no:cacheprovider", "-p", "no:terminal", "--grading-hide", str(run.report_dir)]
+            "-p", "no:cacheprovider", "-p", "no:terminal"]
     if run.progress:
         args.append("--grading-progress")
     for task in run.tasks:
         args += ["--grading-task", task]
+    args += budget_options(run)
     start = time.monotonic()
     code = pytest.main(args, plugins=[collector])
     run.seconds = time.monotonic() - start
@@ -79,7 +115,7 @@ def run_suites(run: Run) -> Run:
 
 
 def build_reports(run: Run) -> Run:
-    run.grade = report.grade_json(run.impl, run.chapters, run.records)
+    run.grade = report.grade_json(run.impl, run.chapters, run.records, run.isolation)
     run.results = report.gradescope_json(run.grade, run.seconds)
     return run
 

@@ -4,6 +4,11 @@ Load with `-p graders.plugin`. Each test carries `@pytest.mark.points(n)` and
 `@pytest.mark.task("name")` (the student function or class it grades); collection fails
 otherwise. The plugin owns the chapter's `Submission` workers, the static scan and the
 per-test reset, and turns every test's outcome into a `TestRecord` for `report.py`.
+
+Each chapter's worker gets a wall-clock budget for the whole chapter (`Chapter.budget_s`),
+started when the chapter's first test is set up; a chapter module the grader refuses to read
+(`safe_files.UnsafeFile`: a link, a special file, too big) fails every test of the chapter
+with that reason, since the banned-API scan could not vouch for it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import pytest
 
 from graders import chapters, static
 from graders.checks import GradingFailure
+from graders.safe_files import UnsafeFile
+from graders.student_text import clean
 from graders.submission import Submission, SubmissionError
 
 VISIBILITIES = ("public", "hidden")
@@ -57,12 +64,14 @@ class Grading:
         self.snapshot_update = config.getoption("--snapshot-update")
         self.progress = config.getoption("--grading-progress") and sys.stderr.isatty()
         self.tasks = tuple(config.getoption("--grading-task") or ())  # empty: every task
-        self.hide = tuple(Path(p) for p in config.getoption("--grading-hide") or ())  # kept from the worker
+        self.budget_factor = config.getoption("--grading-budget-factor")  # None: the chapter table's default
+        self.budget_s = config.getoption("--grading-budget-s")  # an absolute budget per chapter, or None
         self.config = config
         self.records: list[TestRecord] = []
         self.isolation: dict[str, dict] = {}  # chapter id -> how its worker was confined, as it said at boot
         self._workers: dict[str, Submission] = {}
         self._scans: dict[str, tuple[list[static.Violation], str]] = {}
+        self._refused: dict[str, str] = {}  # chapter id -> why the grader would not read one of its modules
         self._total = 0
         self._done = 0
 
@@ -70,8 +79,16 @@ class Grading:
 
     def worker(self, chapter: chapters.Chapter) -> Submission:
         if chapter.id not in self._workers:
-            self._workers[chapter.id] = Submission(self.impl, chapter.modules, uses=chapter.uses, hide=self.hide)
+            # The worker refuses the chapter's banned APIs at run time too.
+            self._workers[chapter.id] = Submission(self.impl, chapter.modules, uses=chapter.uses,
+                                                   banned=chapter.banned)
         return self._workers[chapter.id]
+
+    def budget(self, chapter: chapters.Chapter) -> float:
+        """Seconds the chapter's worker may spend in all (`--grading-budget-s`, else the table's)."""
+        if self.budget_s is not None:
+            return self.budget_s
+        return chapter.budget_s() if self.budget_factor is None else chapter.budget_s(self.budget_factor)
 
     def scan(self, chapter: chapters.Chapter) -> tuple[list[static.Violation], str]:
         """Banned-API hits in the chapter's modules, and a parse error message if any."""
@@ -85,6 +102,8 @@ class Grading:
                     problem = f"{module}.py was not found in {self.impl}"
                 except SyntaxError as exc:
                     problem = f"{module}.py has a syntax error on line {exc.lineno}: {exc.msg}"
+                except UnsafeFile as exc:
+                    problem = self._refused[chapter.id] = str(exc)
             self._scans[chapter.id] = (hits, problem)
         return self._scans[chapter.id]
 
@@ -120,13 +139,19 @@ class Grading:
         items[:] = kept
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        """Reset the worker's per-test state, and fail tasks that used a banned API up front."""
+        """Reset the worker's per-test state, start the chapter's budget, and fail up front the tests
+        of tasks that used a banned API (or of a chapter whose module the grader would not read)."""
         chapter = chapter_of(item.path)
-        self.worker(chapter).begin_test()
+        worker = self.worker(chapter)
+        worker.begin_test()
+        worker.start_budget(self.budget(chapter))  # the chapter's first test starts the clock; later calls keep it
         task = item.get_closest_marker("task").args[0]
         if task == "static":
             return
         hits, _ = self.scan(chapter)
+        if chapter.id in self._refused:  # unread, so unscanned: nothing of it may earn points
+            raise GradingFailure(f"{self._refused[chapter.id]}\nNo test of this chapter can run until the grader "
+                                 "can read it.")
         module = chapter.module
         task_names = getattr(item.module, "TASKS", ())
         relevant = [v for v in hits if v.owner == task or v.owner not in task_names]
@@ -154,7 +179,8 @@ class Grading:
             printed = self.worker(chapter).output_during_test()
             if printed and printed not in message:
                 message += f"\nYour code printed (last lines):\n{printed}"
-        self.records.append(TestRecord(chapter.id, item.name, visibility, points, status, message))
+        # Cleaned and capped here, as it is recorded: a student's 20 MiB exception name is never held per test.
+        self.records.append(TestRecord(chapter.id, item.name, visibility, points, status, clean(message)))
         self._done += 1
         if self.progress:
             _progress(self._done, self._total, chapter.id)
@@ -239,7 +265,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--snapshot-update", action="store_true", help="write snapshots instead of comparing")
     group.addoption("--grading-progress", action="store_true", help="draw a progress bar on stderr")
     group.addoption("--grading-task", action="append", help="grade only this task (repeatable)")
-    group.addoption("--grading-hide", action="append", help="a folder the worker must not see (repeatable)")
+    group.addoption("--grading-budget-factor", type=float, default=None,
+                    help="each chapter's wall-clock budget is this many times its reference's grading time")
+    group.addoption("--grading-budget-s", type=float, default=None,
+                    help="each chapter's wall-clock budget in seconds (overrides the factor)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

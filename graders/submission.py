@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -29,7 +28,7 @@ from typing import Any
 
 import torch
 
-from graders import _sandbox, chapters, wire
+from graders import _sandbox, safe_files, student_text, wire
 
 CHILD = Path(__file__).with_name("_child.py")
 OUTPUT_TAIL_BYTES = 2000  # how much of the student's own stdout/stderr a message quotes
@@ -41,8 +40,16 @@ MEMORY_LIMIT_BYTES = int(os.environ.get("GRADERS_MEMORY_LIMIT", 4 * 2**30))  # a
 CPU_LIMIT_S = 600  # a backstop; per-call timeouts do the real work
 FILE_LIMIT_BYTES = 64 * 2**20  # caps any one file the student's code writes in its scratch folder
 OUTPUT_KEEP_BYTES = 64 * 2**10  # of the child's stdout and stderr, the grader keeps only the last 64 KiB
-COPY_FILE_LIMIT = 16 * 2**20  # the student tree is copied for the worker; bigger files are left out
 SANDBOX = os.environ.get("GRADERS_SANDBOX", "auto")  # auto | namespaces | basic (see _sandbox.py)
+SANDBOX_TOOL = os.environ.get("GRADERS_SANDBOX_TOOL", "auto")  # auto | bubblewrap | graders
+# What the worker sends about an exception, as the trusted side keeps it: a student's class
+# name or message can be megabytes (or escape codes), and each lands in every report.
+TYPE_NAME_CHARS = 200
+MESSAGE_CHARS = 2000
+TRACEBACK_CHARS = 4000
+MRO_ENTRIES = 64
+WORKER_FILES = ("_child.py", "_sandbox.py", "_bans.py")  # the worker's own code, shown to it beside the student tree
+TEMP_PREFIX = f"graders-{os.getpid()}-"  # a stale folder names its dead grader (`sweep_stale`)
 
 
 # --- what can go wrong, and the status each maps to ---------------------------------------
@@ -60,10 +67,12 @@ class StudentRaised(SubmissionError):
     status = "failed"
 
     def __init__(self, info: dict) -> None:
-        self.type = info.get("type", "Exception")
-        self.mro = tuple(info.get("mro", ()))
-        self.detail = info.get("message", "")
-        self.where = info.get("traceback", "")
+        self.type = student_text.clean(info.get("type", "Exception"), TYPE_NAME_CHARS)
+        mro = info.get("mro", ())
+        self.mro = tuple(student_text.clean(c, TYPE_NAME_CHARS) for c in mro[:MRO_ENTRIES]) if isinstance(mro, list) \
+            else ()
+        self.detail = student_text.clean(info.get("message", ""), MESSAGE_CHARS)
+        self.where = student_text.clean(info.get("traceback", ""), TRACEBACK_CHARS)
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -74,6 +83,13 @@ class StudentRaised(SubmissionError):
 
     def is_a(self, name: str) -> bool:
         return name in self.mro
+
+
+class BannedCall(StudentRaised):
+    """The student's code called an API its chapter bans (caught in the worker, at run time)."""
+
+    def _describe(self) -> str:
+        return f"{self.detail} (caught when your code called it)"
 
 
 class WorkerCrashed(SubmissionError):
@@ -119,7 +135,8 @@ class Submission:
     """A student tree and the modules of one chapter, behind a worker process."""
 
     def __init__(self, impl: Path, modules: tuple[str, ...], *, uses: tuple[str, ...] = (),
-                 call_timeout: float = CALL_TIMEOUT_S, hide: tuple[Path, ...] = (), sandbox: str = SANDBOX) -> None:
+                 call_timeout: float = CALL_TIMEOUT_S, sandbox: str = SANDBOX,
+                 banned: tuple[str, ...] = (), tool: str = SANDBOX_TOOL) -> None:
         self.impl = Path(impl).resolve()
         self.modules = tuple(modules)
         # Modules of earlier chapters some tests call too (chapter 03 runs chapter 02's attention).
@@ -127,9 +144,12 @@ class Submission:
         self.uses = tuple(m for m in uses if m not in self.modules)
         self.call_timeout = call_timeout
         self.hangs = 0
-        # The worker never sees the repository (reference, hidden tests, graders) nor `hide`.
-        self.hide = (chapters.ROOT, *map(Path, hide))
+        self.banned = tuple(banned)  # the chapter's banned APIs, refused in the worker at run time too
         self.sandbox_mode = sandbox
+        self.sandbox_tool = tool
+        self.budget: float | None = None  # seconds for the whole chapter (`start_budget`)
+        self._deadline: float | None = None
+        self._copy_notes: list[str] = []  # what the copy of the student tree left out, and why
         self.sandbox: dict = {}  # how the last child was confined, as it reported at boot
         self._proc: subprocess.Popen | None = None
         self._scratch: tempfile.TemporaryDirectory | None = None
@@ -180,6 +200,8 @@ class Submission:
         """Send one request to the child (starting it if needed) and return its checked result."""
         if self._poison is not None:
             raise _fresh(self._poison)
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise WorkerTimeout(self._budget_spent())
         self._ensure_started()
         request.setdefault("module", self.modules[0])
         request.setdefault("seed", 0)  # every call starts from the same RNG state: deterministic dropout
@@ -187,9 +209,6 @@ class Submission:
         request["id"] = self._requests
         try:
             reply = self._roundtrip(request, self._timeout())
-            if reply.get("id") != request["id"]:
-                self._kill()
-                raise BadReply("the worker's answers are out of order (did your code write to the grader's pipe?)")
         except SubmissionError as exc:
             self._poison = exc
             raise
@@ -225,10 +244,24 @@ class Submission:
             self._copy.cleanup()
             self._copy = None
 
+    def start_budget(self, seconds: float) -> None:
+        """Give the whole chapter `seconds` of wall time from now (the first call only counts):
+        each call waits at most what is left, and once it is spent every call is a timeout."""
+        if self._deadline is None:
+            self.budget = seconds
+            self._deadline = time.monotonic() + seconds
+
+    def _budget_spent(self) -> str:
+        return (f"this chapter's time budget of {self.budget:.0f} s is spent (a correct solution takes a "
+                "fraction of it): the tests that were still to run are timeouts; make each call faster")
+
     # the child's life --------------------------------------------------------------------
 
     def _timeout(self) -> float:
-        return self.call_timeout if self.hangs < HANGS_BEFORE_SHORT else min(self.call_timeout, SHORT_TIMEOUT_S)
+        timeout = self.call_timeout if self.hangs < HANGS_BEFORE_SHORT else min(self.call_timeout, SHORT_TIMEOUT_S)
+        if self._deadline is not None:
+            timeout = max(0.0, min(timeout, self._deadline - time.monotonic()))
+        return timeout
 
     def _ensure_started(self) -> None:
         if self._import_error is not None:
@@ -239,9 +272,12 @@ class Submission:
         self._start()
 
     def _start(self) -> None:
-        self._scratch = tempfile.TemporaryDirectory(prefix="graders-worker-")
+        sweep_stale()
+        self._scratch = tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "worker-")
         scratch = Path(self._scratch.name)
         student = self._student_copy()
+        basic = self.sandbox_mode == "basic"
+        tool = "graders" if basic else _sandbox.choose_tool(self.sandbox_tool)
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -249,55 +285,69 @@ class Submission:
         config = {
             "request_fd": req_r,
             "reply_fd": rep_w,
+            "grader_pid": os.getpid(),
             "student_dir": str(student),
             "student_shown": str(self.impl),
             "modules": list(self.modules),
             "uses": list(self.uses),
+            "banned": list(self.banned),
             "limits": {"RLIMIT_AS": MEMORY_LIMIT_BYTES, "RLIMIT_CPU": CPU_LIMIT_S, "RLIMIT_FSIZE": FILE_LIMIT_BYTES,
                        "RLIMIT_CORE": 0},
-            "sandbox": _sandbox.plan(mode=self.sandbox_mode, student_dir=str(student), scratch=str(scratch),
-                                     hide=[str(p) for p in self.hide]),
+            "sandbox": _sandbox.plan(mode=self.sandbox_mode, tool=tool, copy_root=str(student.parent),
+                                     scratch=str(scratch), uid=_next_uid()),
         }
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("GRADERS_", "PYTEST_", "HYPOTHESIS", "NOX_", "VIRTUAL_ENV"))}
-        home = _sandbox.WORKDIR if self.sandbox_mode != "basic" else str(scratch)
-        env.update(OMP_NUM_THREADS="1", HOME=home, TMPDIR=home)
+        env = _sandbox.environment(os.environ, home=str(scratch) if basic else _sandbox.WORKDIR)
+        command = [sys.executable, "-I", "-u", str(student.parent / "worker" / "_child.py"), json.dumps(config)]
+        if tool == "bubblewrap" and not basic:
+            command = _sandbox.bwrap_command(config["sandbox"]) + command
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-u", str(CHILD), json.dumps(config)],
-            stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-            cwd=scratch, env=env, pass_fds=(req_r, rep_w), start_new_session=True,
+            command, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, cwd=scratch, env=env,
+            pass_fds=(req_r, rep_w),
+            # Basic mode has no PID namespace: its own session keeps a student's killpg(0) off the
+            # grader. The namespaces need none (the grader's group is invisible from inside), and
+            # staying in the grader's group lets whoever kills that group kill the worker too.
+            start_new_session=basic,
         )
         for fd in (req_r, rep_w, out_w, err_w):
             os.close(fd)
+        os.set_blocking(req_w, False)  # every write to the worker has a deadline (`_send`)
         self._taps = {"stdout": _Tap(out_r), "stderr": _Tap(err_r)}
         self._req_w, self._rep_r = req_w, rep_r
         booted = self._expect_phase("booted", BOOT_TIMEOUT_S)
-        self.sandbox = booted.get("sandbox", {})
-        imported = self._expect_phase("imported", self.call_timeout)
-        failures = {name: info for name, info in imported["imports"].items()
-                    if info is not None and name in self.modules}
+        self.sandbox = _boot_report(booted.get("sandbox", {}))
+        imported = self._expect_phase("imported", self._timeout())
+        reports = imported.get("imports")
+        if not isinstance(reports, dict):
+            raise BadReply("the worker's import report is not a record")
+        failures = {name: info for name, info in reports.items()
+                    if isinstance(info, dict) and name in self.modules}
         if failures:
-            self._import_error = ImportFailed(_describe_import_failure(failures))
+            self._import_error = ImportFailed(_describe_import_failure(failures, self._copy_notes))
             self._kill()
             raise self._import_error
 
     def _student_copy(self) -> Path:
-        """A private, world-readable copy of the student's tree, made once: the worker imports
-        this copy, so it never needs to see where the tree lies (often inside the repository).
-        Symbolic links are copied as links, never followed: a link to a hidden file stays dead."""
+        """A private, world-readable copy of the student's tree, made once, with the worker's own
+        source files beside it: the worker imports this copy, so it never needs to see where the
+        tree lies (often inside the repository). Only regular files are copied, never through a
+        link (`safe_files.copy_tree`); what was left out is kept for the import error's message."""
         if self._copy is None:
-            self._copy = tempfile.TemporaryDirectory(prefix="graders-student-")
-            target = Path(self._copy.name) / "student"
-            shutil.copytree(self.impl, target, symlinks=True, ignore=_not_copied)
-            for path in (Path(self._copy.name), *target.rglob("*")):
-                if not path.is_symlink():
-                    path.chmod(0o755 if path.is_dir() else 0o644)
+            self._copy = tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "student-")
+            root = Path(self._copy.name)
+            root.chmod(0o755)
+            self._copy_notes = safe_files.copy_tree(self.impl, root / "student")
+            (root / "worker").mkdir(mode=0o755)
+            for name in WORKER_FILES:
+                shutil.copyfile(CHILD.with_name(name), root / "worker" / name)
+                (root / "worker" / name).chmod(0o644)
         return Path(self._copy.name) / "student"
 
     def _expect_phase(self, phase: str, timeout: float) -> dict:
         try:
-            reply = self._receive(timeout)
+            reply = self._receive(timeout, 0)
         except WorkerTimeout:
+            if phase == "imported" and self._deadline is not None and time.monotonic() >= self._deadline:
+                raise WorkerTimeout(self._budget_spent()) from None
             if phase == "imported":  # a hang at import: every test of the chapter would hang
                 self._import_error = ImportFailed(
                     f"importing {', '.join(self.modules)} did not finish within {timeout:.0f} s "
@@ -314,34 +364,52 @@ class Submission:
         return reply
 
     def _roundtrip(self, request: dict, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        payload = wire.encode_request(request)
+        frame = wire.HEADER.pack(len(payload), request["id"]) + payload
         try:
-            wire.write_frame(self._req_w, wire.encode_request(request))
-        except (BrokenPipeError, OSError):
+            _write_before(self._req_w, frame, deadline)
+        except TimeoutError:
+            self._kill()
+            raise self._timed_out("the worker stopped reading the grader's requests", timeout) from None
+        except OSError:
             raise self._death() from None
-        return self._receive(timeout)
+        return self._receive(max(0.0, deadline - time.monotonic()), request["id"])
 
-    def _receive(self, timeout: float) -> dict:
+    def _receive(self, timeout: float, ident: int) -> dict:
+        """The next reply, which must answer request `ident` (0: a boot report): its header is
+        checked (size, id) before its payload is read, its archive before it is decoded."""
         deadline = time.monotonic() + timeout
         ready, _, _ = select.select([self._rep_r], [], [], timeout)
         if not ready:
             self.hangs += 1
             self._kill()
-            raise WorkerTimeout(f"no answer within {timeout:.0f} s: an infinite loop, or far too much work")
+            raise self._timed_out("no answer", timeout)
         try:
-            payload = _read_frame_before(self._rep_r, deadline)
+            size, got = wire.HEADER.unpack(_read_exact_before(self._rep_r, wire.HEADER_SIZE, deadline))
+            if got != ident:
+                self._kill()
+                raise BadReply("the worker's answers are out of order (did your code write to the grader's pipe?)")
+            if size > wire.MAX_REPLY_BYTES:
+                self._kill()
+                raise BadReply(f"the worker broke the protocol: a reply of {size} bytes exceeds the limit of "
+                               f"{wire.MAX_REPLY_BYTES}")
+            payload = _read_exact_before(self._rep_r, size, deadline)
         except TimeoutError:
             self._kill()
-            raise WorkerTimeout(f"the answer did not arrive within {timeout:.0f} s") from None
+            raise self._timed_out("the answer did not arrive", timeout) from None
         except (EOFError, OSError):
             raise self._death() from None
-        except ValueError as exc:  # an impossible frame length: the protocol was tampered with
-            self._kill()
-            raise BadReply(f"the worker broke the protocol: {exc}") from None
         try:
             return wire.decode_reply(payload)
         except wire.BadReply as exc:
             self._kill()
             raise BadReply(str(exc)) from None
+
+    def _timed_out(self, what: str, timeout: float) -> WorkerTimeout:
+        if self._deadline is not None and time.monotonic() >= self._deadline - 0.05:
+            return WorkerTimeout(self._budget_spent())
+        return WorkerTimeout(f"{what} within {timeout:.0f} s: an infinite loop, or far too much work")
 
     def _death(self) -> SubmissionError:
         """The child is gone: say how, with the tail of its output, and clean up."""
@@ -349,6 +417,8 @@ class Submission:
         code = proc.wait(timeout=5) if proc is not None else None
         self._kill()
         tail = self._output_tail()
+        if code is not None and code > 128 and self.sandbox.get("tool") == "bubblewrap":
+            code = 128 - code  # bwrap exits with 128 + the signal that ended the worker
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
             what = f"the worker was killed by {sig}"
@@ -367,7 +437,7 @@ class Submission:
         parts = []
         for name, tap in self._taps.items():
             text = tap.tail((since or {}).get(name, 0), OUTPUT_TAIL_BYTES).decode("utf-8", "replace")
-            text = _PRINTABLE.sub("?", text).strip()
+            text = student_text.clean(text, OUTPUT_TAIL_BYTES).strip()
             if text:
                 parts.append(text)
         return "\n".join(parts)[-OUTPUT_TAIL_BYTES:]
@@ -377,7 +447,10 @@ class Submission:
         if proc is not None:
             if proc.poll() is None:
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    # Basic mode: the worker's own session. Namespaces: the process we started
+                    # (bwrap, or the relay), whose death takes the namespace's init with it,
+                    # and the kernel then every process inside.
+                    os.killpg(proc.pid, signal.SIGKILL) if self.sandbox_mode == "basic" else proc.kill()
                 except ProcessLookupError:
                     pass
             proc.wait()
@@ -396,11 +469,15 @@ class Submission:
             self._scratch = None
 
     def _student_failure(self, reply: dict) -> SubmissionError:
+        if reply.get("kind") == "banned":
+            return BannedCall(reply)
         if reply.get("kind") == "memory":
             return WorkerCrashed(f"your code ran out of memory (the worker is limited to "
-                                 f"{MEMORY_LIMIT_BYTES / 2**30:.0f} GiB): {reply.get('message', '')}")
+                                 f"{MEMORY_LIMIT_BYTES / 2**30:.0f} GiB): "
+                                 f"{student_text.clean(reply.get('message', ''), MESSAGE_CHARS)}")
         if reply.get("kind") == "exit":
-            return WorkerCrashed(f"your code called sys.exit({reply.get('message', '')}); return a value instead")
+            return WorkerCrashed(f"your code called sys.exit({student_text.clean(reply.get('message', ''), TYPE_NAME_CHARS)}); "
+                                 "return a value instead")
         return StudentRaised(reply)
 
 
@@ -461,35 +538,62 @@ class _Tap:
         self._thread.join(timeout=2)
 
 
-def _not_copied(folder: str, names: list[str]) -> set[str]:
-    """What the worker's copy of a student tree leaves out: hidden folders, caches, big files."""
-    skipped = set()
-    for name in names:
-        path = os.path.join(folder, name)
-        if name.startswith(".") or name == "__pycache__":
-            skipped.add(name)
-        elif os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) > COPY_FILE_LIMIT:
-            skipped.add(name)
-    return skipped
-
-
-# Control characters (NUL, escape sequences, ...) in a student's output are shown as "?".
-_PRINTABLE = re.compile(r"[^\S\n\t ]|[\x00-\x08\x0b-\x1f\x7f]")
-
-
 def _fresh(exc: SubmissionError) -> SubmissionError:
     """A new exception like `exc`. Re-raising one instance would grow its traceback on every
     raise, and Hypothesis, which compares tracebacks while shrinking, would slow to a crawl."""
     return type(exc)(*exc.args)
 
 
-def _read_frame_before(fd: int, deadline: float) -> bytes:
-    """Read one frame, waiting for each chunk no later than `deadline`."""
-    header = _read_exact_before(fd, wire.HEADER_SIZE, deadline)
-    size = int.from_bytes(header, "big")
-    if size > wire.MAX_REPLY_BYTES:
-        raise ValueError(f"a reply of {size} bytes exceeds the limit of {wire.MAX_REPLY_BYTES}")
-    return _read_exact_before(fd, size, deadline)
+def sweep_stale(folder: str | None = None) -> None:
+    """Remove the temporary folders of graders that died without cleaning up (SIGKILL leaves
+    them): each is named graders-PID-..., and a PID with no live process is stale. Once per process."""
+    if _SWEPT and folder is None:
+        return
+    _SWEPT.append(True)
+    base = Path(folder or tempfile.gettempdir())
+    for path in base.glob("graders-*-*"):
+        pid = path.name.split("-")[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            if path.lstat().st_uid != os.geteuid() or not path.is_dir() or path.is_symlink():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
+_SWEPT: list[bool] = []
+_UIDS = iter(range(1 << 30))
+
+
+def _next_uid() -> int:
+    """A uid for the next worker as root: no account has it, and no other live worker (the
+    grader's pid, and a count of this grader's workers, are in it)."""
+    return _sandbox.UID_BASE + ((os.getpid() << 6) | (next(_UIDS) & 63)) % (1 << 30)
+
+
+def _boot_report(sandbox: Any) -> dict:
+    """The worker's word on its confinement, as short plain fields (it lands in grade.json)."""
+    if not isinstance(sandbox, dict):
+        return {}
+    return {str(k)[:20]: (v if isinstance(v, (bool, int, float)) else student_text.clean(v, 200))
+            for k, v in list(sandbox.items())[:8]}
+
+
+def _write_before(fd: int, data: bytes, deadline: float) -> None:
+    """Write all of `data` to the non-blocking `fd`, waiting for room no later than `deadline`."""
+    view = memoryview(data)
+    while view:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+            raise TimeoutError
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            continue
 
 
 def _read_exact_before(fd: int, n: int, deadline: float) -> bytes:
@@ -519,14 +623,22 @@ def _reject_unsupported(value: Any) -> None:
             _reject_unsupported(item)
 
 
-def _describe_import_failure(failures: dict) -> str:
+def _describe_import_failure(failures: dict, notes: list[str] = ()) -> str:
     lines = []
     for name, info in failures.items():
+        info = {k: student_text.clean(v, MESSAGE_CHARS if k != "traceback" else TRACEBACK_CHARS) if isinstance(v, str) else v
+                for k, v in info.items()}
+        left_out = [note for note in notes if note.startswith(f"{name}.py ")]
+        if left_out and "ModuleNotFoundError" in info.get("mro", ()):
+            lines.append(f"{left_out[0]}: it cannot be imported")
+            continue
         if info.get("type") == "SyntaxError" or "SyntaxError" in info.get("mro", ()):
             lines.append(f"{name}.py has a syntax error on line {info.get('line', '?')}: {info.get('message', '')}"
                          + (f"\n    {info.get('text')}" if info.get("text") else ""))
         elif info.get("kind") == "exit":
             lines.append(f"importing {name}.py called sys.exit({info.get('message', '')})")
+        elif info.get("kind") == "banned":
+            lines.append(f"{info.get('message', '')} (caught while {name}.py was imported)")
         else:
             lines.append(f"importing {name}.py raised {info.get('type')}: {info.get('message', '')}"
                          + (f"\n{info['traceback'].rstrip()}" if info.get("traceback") else ""))

@@ -1,14 +1,19 @@
 """What may cross between the grader and the child, and how it is encoded and checked.
 
 Requests are ours, so any encoding would do; we use `torch.save`. Replies come from student
-code, so they are data, never code: they are decoded with `torch.load(weights_only=True)`,
-which refuses to build arbitrary objects, and then every value is checked to be one of the
-plain types below. Nothing the child writes is ever unpickled any other way.
+code, so they are data, never code, and bounded before they are touched: the frame's length
+and request id are checked from its header before its payload is read (`submission.py`), the
+archive's table of contents before anything is unpickled (`check_archive`: the pickled
+structure is small, tensors are raw bytes beside it), then the payload is decoded with
+`torch.load(weights_only=True)`, which refuses to build arbitrary objects, and every value is
+checked to be one of the plain types below. Nothing the child writes is ever unpickled any
+other way. Strings from the child reach people only through `student_text.clean`.
 """
 
 from __future__ import annotations
 
 import io
+import zipfile
 from typing import Any
 
 import torch
@@ -17,7 +22,14 @@ from graders._child import HEADER, read_frame, write_frame  # noqa: F401 - the f
 
 HEADER_SIZE = HEADER.size
 
-MAX_REPLY_BYTES = 256 * 2**20  # far above any honest reply of the course's small shapes
+# Measured over a whole-course grade of the reference: the largest reply was 1.1 MB (chapter
+# 01's hidden tests return batches of logits), its pickled structure 6.8 KB (names, shapes and
+# nesting; tensor data lies beside it, unpickled), 87 archive entries (one per tensor). Each
+# limit is over ten times that. The pickle's is the one that matters: decoding costs far more
+# memory and time per byte than reading, so a crafted structure must stay small.
+MAX_REPLY_BYTES = 16 * 2**20
+MAX_PICKLE_BYTES = 256 * 2**10
+MAX_ENTRIES = 2_000
 MAX_DEPTH = 16
 _PLAIN = (type(None), bool, int, float, str)
 
@@ -32,8 +44,28 @@ def encode_request(request: dict) -> bytes:
     return buffer.getvalue()
 
 
+def check_archive(payload: bytes) -> None:
+    """Raise BadReply unless `payload` is a `torch.save` archive of bounded shape: few enough
+    entries, and a pickled structure no bigger than MAX_PICKLE_BYTES (read from the archive's
+    directory, before anything is decompressed or unpickled)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            entries = archive.infolist()
+            if len(entries) > MAX_ENTRIES:
+                raise BadReply(f"the worker's reply holds {len(entries)} entries, over the limit of {MAX_ENTRIES}")
+            for entry in entries:
+                if entry.filename.endswith(".pkl") and entry.file_size > MAX_PICKLE_BYTES:
+                    raise BadReply(f"the worker's reply has a structure of {entry.file_size} bytes, over the "
+                                   f"limit of {MAX_PICKLE_BYTES} (return tensors, not huge nested lists)")
+                if entry.compress_type != zipfile.ZIP_STORED:
+                    raise BadReply("the worker's reply is compressed, which torch.save never does")
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise BadReply("the worker's reply is not a torch.save archive") from None
+
+
 def decode_reply(payload: bytes) -> dict:
     """Bytes from the child -> a checked dict of plain data."""
+    check_archive(payload)
     try:
         reply = torch.load(io.BytesIO(payload), weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the child's fault
@@ -63,3 +95,4 @@ def check_plain(value: Any, depth: int = 0) -> None:
             check_plain(item, depth + 1)
         return
     raise BadReply(f"the worker's reply holds a {type(value).__name__}, which is not plain data")
+

@@ -77,6 +77,12 @@ CATALOGUE: dict[str, Expect] = {
     "monkeypatches_comparisons": Expect({"softmax": {"failed"}}, passes=ZEROS_PASS),
     "forges_reply_frame": Expect({"softmax": {"error"}}, "out of order"),
     "banned_softmax": Expect({"softmax": {"failed"}}, "bans"),
+    # banned APIs the scan cannot see, refused by the worker's run-time guards
+    "getattr_softmax": Expect({"softmax": {"failed"}}, "bans"),
+    "alias_saved_at_import": Expect({"softmax": {"failed"}}, "bans"),
+    "tensor_method_by_getattr": Expect({"softmax": {"failed"}}, "bans"),
+    "softmax_rebound_at_import": Expect({"softmax": {"failed"}}, "bans"),
+    "mha_via_import_module": Expect({"MultiHeadAttention": {"failed"}}, "bans", tasks=("MultiHeadAttention", CANARY)),
     # answers the grader must refuse, each with a message that says why
     "wrong_shape": Expect({"softmax": {"failed"}}, "shape"),
     # the golden and large-logit tests compare values only; the dtype is checked by the others

@@ -15,7 +15,7 @@ import pytest
 
 from graders import _sandbox
 from graders.chapters import ROOT
-from graders.submission import Submission, StudentRaised, _Tap
+from graders.submission import StudentRaised, Submission, _Tap
 
 # Its module fixture runs once: under xdist (--dist loadgroup) the whole file shares one worker.
 pytestmark = pytest.mark.xdist_group("sandbox")
@@ -76,14 +76,58 @@ def start_process():
 def shout(megabytes):
     print("y" * (megabytes * 2**20))
     return None
+
+def environment():
+    return dict(os.environ)
+
+def memfd():
+    try:
+        os.memfd_create("held")
+    except OSError as exc:
+        return f"refused: {exc}"
+    return "created"
+
+def libc_fork():
+    import ctypes
+    pid = ctypes.CDLL(None).fork()
+    if pid == 0:
+        os._exit(0)
+    return pid
+
+def new_user_namespace():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.unshare(0x10000000 | 0x00020000)  # CLONE_NEWUSER | CLONE_NEWNS: a tmpfs of our own
+
+def connect_unix(path):
+    try:
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(path)
+        client.sendall(b"hello")
+    except OSError as exc:
+        return f"refused: {exc}"
+    return "connected"
+
+def open_pty():
+    try:
+        os.openpty()
+    except OSError as exc:
+        return f"refused: {exc}"
+    return "opened"
 '''
 
 
-@pytest.fixture(scope="module", params=["auto", "basic"])
+# Namespace mode through bubblewrap and through the project's own code (both build the same
+# view), and the basic mode.
+@pytest.fixture(scope="module", params=[("auto", "bubblewrap"), ("auto", "graders"), ("basic", "graders")],
+                ids=["bubblewrap", "graders", "basic"])
 def worker(request, tmp_path_factory):
+    mode, tool = request.param
+    if tool == "bubblewrap" and _sandbox.choose_tool() != "bubblewrap":
+        pytest.skip("bwrap is not installed here, or cannot start a sandbox")
     tree = tmp_path_factory.mktemp("probes")
     (tree / "probes.py").write_text(textwrap.dedent(PROBES))
-    sub = Submission(tree, ("probes",), sandbox=request.param)
+    sub = Submission(tree, ("probes",), sandbox=mode, tool=tool)
     try:
         sub.call("here")  # boots the worker, so `sandbox` says how it is confined
         yield sub
@@ -143,8 +187,61 @@ def test_student_tree_is_read_only(worker):
 
 
 def test_repository_cannot_be_written(worker):
-    assert worker.call("write_file", str(ROOT / "written_by_the_worker.txt"), 2**20).startswith("refused")
+    # In namespace mode the repository's path may not exist for the worker at all, or lie in its
+    # own scratch (a clone under /tmp): what matters is that nothing reaches the real one.
+    answer = worker.call("write_file", str(ROOT / "written_by_the_worker.txt"), 2**20)
     assert not (ROOT / "written_by_the_worker.txt").exists()
+    if confined(worker) == "basic":
+        assert answer.startswith("refused")
+
+
+def test_the_view_holds_only_what_the_worker_needs(worker):
+    needs_namespaces(worker)
+    root = set(worker.call("list_folder", "/"))
+    # The installation's own top folders (usr, lib, a home holding pyenv, the repository's
+    # folder holding .venv) and the view's own: nothing else of the host.
+    assert {"dev", "proc", "tmp"} <= root
+    assert not {"etc", "srv", "opt", "home", "run", "var", "sys", "boot", "mnt", "media"} & root
+    assert sorted(worker.call("list_folder", "/dev")) == ["null", "random", "shm", "urandom", "zero"]
+    assert worker.call("list_folder", "/etc").startswith("refused")
+
+
+def test_the_environment_is_an_allow_list(worker, monkeypatch):
+    # The worker's environment was set when it started; a fresh worker sees the variables below.
+    monkeypatch.setenv("WANDB_API_KEY", "secret-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-key")
+    worker.close()
+    env = worker.call("environment")
+    assert "secret-key" not in env.values()
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "OMP_NUM_THREADS", "LANG", "LANGUAGE", "TZ", "PWD"} | {
+        k for k in env if k.startswith(_sandbox.ENV_KEEP_PREFIXES)}
+
+
+def test_shared_memory_beyond_the_address_space_limit_is_refused(worker):
+    needs_namespaces(worker)
+    assert worker.call("memfd").startswith("refused")
+    assert worker.call("new_user_namespace") == -1  # a nested namespace's tmpfs would be unbounded
+
+
+def test_the_worker_is_one_process(worker):
+    needs_namespaces(worker)
+    assert worker.call("libc_fork") == -1
+
+
+def test_no_pseudo_terminal(worker):
+    needs_namespaces(worker)
+    assert worker.call("open_pty").startswith("refused")
+
+
+def test_no_unix_socket_outside_the_worker(worker, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("sock") / "s")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen()
+        listener.setblocking(False)
+        assert worker.call("connect_unix", path).startswith("refused")
+        with pytest.raises(BlockingIOError):
+            listener.accept()
 
 
 def test_scratch_folder_is_writable_but_bounded(worker):
@@ -156,7 +253,7 @@ def test_worker_runs_without_privileges(worker):
     needs_namespaces(worker)
     uid, pid, capabilities = worker.call("identity")
     assert capabilities == 0
-    assert pid == 2  # pid 1 is the namespace's init, which reaps what the worker forks
+    assert pid == 2  # pid 1 is the namespace's init (ours, or bubblewrap's)
     if os.geteuid() == 0 and worker.sandbox.get("uid", 0) != 0:
         assert uid >= _sandbox.UID_BASE
 

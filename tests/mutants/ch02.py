@@ -543,6 +543,32 @@ HOSTILE: list[Mutant] = [
         "    buffer = io.BytesIO()\n"
         '    torch.save({"ok": True, "outputs": [torch.ones(1)], "id": 10**6}, buffer)\n'
         '    fd = json.loads(sys.argv[1])["reply_fd"]\n'
-        '    os.write(fd, struct.pack(">Q", len(buffer.getvalue())) + buffer.getvalue())\n',
+        '    os.write(fd, struct.pack(">QQ", len(buffer.getvalue()), 10**6) + buffer.getvalue())\n',
+    ),
+    # Banned APIs reached by routes the static scan cannot read (the run-time guards catch them).
+    # Each computes the reference's values, so only a ban can fail it.
+    softmax_returns("getattr_softmax", "softmax calls torch.softmax looked up by a computed name",
+                    'torch.where(total == 0, torch.zeros_like(x), getattr(torch, "soft" + "max")(x, dim))'),
+    Mutant(
+        name="alias_saved_at_import",
+        description="F.softmax saved under another name at import (by a computed name), then called in softmax",
+        old=SOFTMAX_RETURN,
+        new="    return torch.where(total == 0, torch.zeros_like(x), _sm(x, dim=dim))\n",
+        also=((IMPORTS, IMPORTS + '\n_sm = getattr(torch.nn.functional, "soft" + "max")\n'),),
+    ),
+    softmax_returns("tensor_method_by_getattr", "softmax calls the Tensor.softmax method looked up by a computed name",
+                    'torch.where(total == 0, torch.zeros_like(x), getattr(x, "soft" + "max")(dim))'),
+    Mutant(
+        name="softmax_rebound_at_import",
+        description="the module's softmax is rebound to torch.softmax (by a computed name) at import",
+        old=LAST_LINE,
+        new=LAST_LINE + '\n\nsoftmax = getattr(torch, "soft" + "max")  # noqa: F811\n',
+    ),
+    Mutant(
+        name="mha_via_import_module",
+        description="MultiHeadAttention.__init__ builds torch's nn.MultiheadAttention through importlib",
+        old="        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads\n",
+        new='        import importlib\n\n        importlib.import_module("torch.nn").MultiheadAttention(8, 2)\n'
+            "        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads\n",
     ),
 ]
