@@ -49,7 +49,11 @@ MESSAGE_CHARS = 2000
 TRACEBACK_CHARS = 4000
 MRO_ENTRIES = 64
 WORKER_FILES = ("_child.py", "_sandbox.py", "_bans.py")  # the worker's own code, shown to it beside the student tree
-TEMP_PREFIX = f"graders-{os.getpid()}-"  # a stale folder names its dead grader (`sweep_stale`)
+
+
+def temp_prefix() -> str:
+    """Temporary folders' name prefix: it names the grader's pid, so a stale one names its dead grader."""
+    return f"graders-{os.getpid()}-"
 
 
 # --- what can go wrong, and the status each maps to ---------------------------------------
@@ -273,7 +277,8 @@ class Submission:
 
     def _start(self) -> None:
         sweep_stale()
-        self._scratch = tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "worker-")
+        _start_janitor()
+        self._scratch = tempfile.TemporaryDirectory(prefix=temp_prefix() + "worker-")
         scratch = Path(self._scratch.name)
         student = self._student_copy()
         basic = self.sandbox_mode == "basic"
@@ -332,7 +337,7 @@ class Submission:
         tree lies (often inside the repository). Only regular files are copied, never through a
         link (`safe_files.copy_tree`); what was left out is kept for the import error's message."""
         if self._copy is None:
-            self._copy = tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "student-")
+            self._copy = tempfile.TemporaryDirectory(prefix=temp_prefix() + "student-")
             root = Path(self._copy.name)
             root.chmod(0o755)
             self._copy_notes = safe_files.copy_tree(self.impl, root / "student")
@@ -414,12 +419,17 @@ class Submission:
     def _death(self) -> SubmissionError:
         """The child is gone: say how, with the tail of its output, and clean up."""
         proc = self._proc
-        code = proc.wait(timeout=5) if proc is not None else None
+        try:
+            code = proc.wait(timeout=5) if proc is not None else None
+        except subprocess.TimeoutExpired:  # it closed its pipes and lives on: `_kill` ends it
+            code = None
         self._kill()
         tail = self._output_tail()
         if code is not None and code > 128 and self.sandbox.get("tool") == "bubblewrap":
             code = 128 - code  # bwrap exits with 128 + the signal that ended the worker
-        if code is not None and code < 0:
+        if code is None:
+            what = "the worker closed its pipes to the grader and was killed"
+        elif code < 0:
             sig = signal.Signals(-code).name
             what = f"the worker was killed by {sig}"
             if sig == "SIGSEGV":
@@ -566,6 +576,29 @@ def sweep_stale(folder: str | None = None) -> None:
 
 
 _SWEPT: list[bool] = []
+
+# The janitor: a small process in a session of its own that waits for end of file on a pipe
+# whose only writer is the grader, then removes the grader's temporary folders. However the
+# grader ends (SIGKILL included, or its whole process group killed), they go with it.
+_JANITOR = """
+import glob, os, shutil, sys
+sys.stdin.buffer.read()
+for path in glob.glob(os.path.join(sys.argv[1], glob.escape(sys.argv[2]) + "*")):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+"""
+_JANITOR_PIPE: dict[int, int] = {}  # grader pid -> the pipe's write end, open for the grader's life
+
+
+def _start_janitor() -> None:
+    """Start this process's janitor, once."""
+    if os.getpid() in _JANITOR_PIPE:
+        return
+    read_end, write_end = os.pipe()
+    subprocess.Popen([sys.executable, "-I", "-S", "-c", _JANITOR, tempfile.gettempdir(), temp_prefix()],
+                     stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(read_end)
+    _JANITOR_PIPE[os.getpid()] = write_end
 _UIDS = iter(range(1 << 30))
 
 
