@@ -587,18 +587,21 @@ for path in glob.glob(os.path.join(sys.argv[1], glob.escape(sys.argv[2]) + "*"))
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
 """
-_JANITOR_PIPE: dict[int, int] = {}  # grader pid -> the pipe's write end, open for the grader's life
+# grader pid -> (the janitor, the pipe's write end): both kept for the grader's life (a Popen
+# dropped while its process runs warns when it is collected).
+_JANITORS: dict[int, tuple[subprocess.Popen, int]] = {}
 
 
 def _start_janitor() -> None:
     """Start this process's janitor, once."""
-    if os.getpid() in _JANITOR_PIPE:
+    if os.getpid() in _JANITORS:
         return
     read_end, write_end = os.pipe()
-    subprocess.Popen([sys.executable, "-I", "-S", "-c", _JANITOR, tempfile.gettempdir(), temp_prefix()],
-                     stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    janitor = subprocess.Popen([sys.executable, "-I", "-S", "-c", _JANITOR, tempfile.gettempdir(), temp_prefix()],
+                               stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     os.close(read_end)
-    _JANITOR_PIPE[os.getpid()] = write_end
+    _JANITORS[os.getpid()] = (janitor, write_end)
 _UIDS = iter(range(1 << 30))
 
 
