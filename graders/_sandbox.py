@@ -50,7 +50,6 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 22, 24, 38
 SECCOMP_MODE_FILTER = 2
 SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
-O_PATH = getattr(os, "O_PATH", 0o10000000)
 
 # The worker's only writable places: fresh tmpfs folders of a fixed size (their pages are
 # memory, so the sizes are part of the worker's memory bound).

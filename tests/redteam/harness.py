@@ -262,26 +262,26 @@ def mem_available() -> int:
     return 0
 
 
-def proc_stat(pid: int) -> tuple[int, str] | None:
-    """(parent pid, start time) of `pid`, or None once it is gone."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None once it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
             text = handle.read()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()
-    return int(fields[1]), fields[19]
+    return text[text.rindex(")") + 2:].split()
+
+
+def proc_stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of `pid`, or None once it is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[1]), fields[19])
 
 
 def alive(pid: int, started: str) -> bool:
     """Whether `pid` is still the process that started at `started` (and not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            text = handle.read()
-    except OSError:
-        return False
-    fields = text[text.rindex(")") + 2:].split()
-    return fields[19] == started and fields[0] != "Z"
+    fields = _stat_fields(pid)
+    return fields is not None and fields[19] == started and fields[0] != "Z"
 
 
 def descendants_of(root_pid: int) -> dict[int, str]:
