@@ -22,6 +22,9 @@ class Mutant:
     # The chapter's tasks (`grade --task`) whose tests must catch it; empty: the whole chapter.
     # Grading only these is faster, and says more: the bug is caught where it lives.
     tasks: tuple[str, ...] = ()
+    # Why no public test can catch it without the reference (e.g. a wrong default that only the
+    # reference's outputs reveal); empty: it must lose at least one public point.
+    hidden_only: str = ""
 
     def apply(self, source: str) -> str:
         """Return ``source`` with ``old`` replaced by ``new`` (then each edit in ``also``).
