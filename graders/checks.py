@@ -2,11 +2,13 @@
 
 Every check compares element by element and, on failure, says which property broke, how
 large the error is and where it is largest. Hidden tests call them with `reveal=False`: the
-message then shows the student's own value but never the expected one.
+message then shows nothing from which the expected value follows (no expected value, no error
+relative to it, not the student's value next to the error's size).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -49,7 +51,17 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
 
     `scale`, broadcastable to `expected`, multiplies `tol.atol` element by element: for errors
     that grow with the input rather than the output (an activation's rounding is about eps * |x|
-    even where its value is 0)."""
+    even where its value is 0).
+
+    A public message (`reveal`) shows everything at the worst index: the error, the error relative
+    to the expected value, both values and the allowed error there. A hidden one shows how many
+    entries are off, the largest error and its index, and the tolerance's formula and reason, but
+    not the student's value there: the value and the error together give the expected value, and
+    of the two the error teaches more (1e-3 points at a constant or a rounding order, 1 at a
+    wrong formula), while the student's own value says nothing without something to compare it
+    with. A hidden comparison of a single number shows no error size either: its inputs are
+    usually in `what`, so the student can compute their own value and add the error back.
+    """
     actual = check_tensor(actual, what=what, shape=tuple(expected.shape))
     a = actual.detach().to(torch.float64)
     e = expected.detach().to(torch.float64)
@@ -58,8 +70,11 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
     if nan_mismatch.any() or inf_mismatch.any():
         index = tuple(int(i) for i in (nan_mismatch | inf_mismatch).nonzero()[0])
         got = a[index].item()
-        text = f"{what}: non-finite mismatch at index {index}: you returned {got}"
-        fail(text + (f", expected {e[index].item()}" if reveal else "") + _hint(hint))
+        if reveal:
+            fail(f"{what}: non-finite mismatch at index {index}: you returned {got}, expected {e[index].item()}"
+                 + _hint(hint))
+        side = f"you returned {got}" if not math.isfinite(got) else "you returned a finite value where it should not be"
+        fail(f"{what}: non-finite mismatch at index {index}: {side}" + _hint(hint))
     finite = torch.isfinite(a) & torch.isfinite(e)
     err = torch.where(finite, (a - e).abs(), torch.zeros_like(a))
     atol = tol.atol if scale is None else tol.atol * scale.detach().to(torch.float64).expand_as(e)
@@ -68,15 +83,24 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
     if not bad.any():
         return
     index = tuple(int(i) for i in torch.nonzero(err == err[bad].max())[0])
-    rel = err[index] / e[index].abs().clamp_min(1e-300)
-    lines = [
-        f"{what}: {int(bad.sum())} of {a.numel()} entries are off",
-        f"  largest error {err[index].item():.3g} (relative {rel.item():.3g}) at index {index}",
-        f"  you returned {a[index].item():.6g}" + (f", expected {e[index].item():.6g}" if reveal else ""),
-        (f"  allowed: {tol.atol:.1e} + {tol.rtol:.1e} * |expected| ({tol.reason})" if scale is None else
-         f"  allowed: {tol.atol:.1e} * max(1, |x|) + {tol.rtol:.1e} * |expected| ({tol.reason}); "
-         f"here {allowed[index].item():.3g}"),
-    ]
+    formula = (f"{tol.atol:.1e} + {tol.rtol:.1e} * |expected|" if scale is None else
+               f"{tol.atol:.1e} * max(1, |x|) + {tol.rtol:.1e} * |expected|")
+    if reveal:
+        rel = err[index] / e[index].abs().clamp_min(1e-300)
+        lines = [
+            f"{what}: {int(bad.sum())} of {a.numel()} entries are off",
+            f"  largest error {err[index].item():.3g} (relative {rel.item():.3g}) at index {index}",
+            f"  you returned {a[index].item():.6g}, expected {e[index].item():.6g}",
+            f"  allowed: {formula} ({tol.reason})" + ("" if scale is None else f"; here {allowed[index].item():.3g}"),
+        ]
+    elif a.numel() == 1:
+        lines = [f"{what}: off by more than the allowed {formula} ({tol.reason})"]
+    else:
+        lines = [
+            f"{what}: {int(bad.sum())} of {a.numel()} entries are off",
+            f"  largest error {err[index].item():.3g} at index {index}",
+            f"  allowed: {formula} ({tol.reason})",
+        ]
     fail("\n".join(lines) + _hint(hint))
 
 
@@ -107,13 +131,20 @@ def real_positions(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
 
 
 def assert_equal(actual, expected: torch.Tensor, *, what: str, reveal: bool = False, hint: str = "") -> None:
-    """Exact equality (booleans, integers, values that must be exactly 0)."""
+    """Exact equality (booleans, integers, values that must be exactly 0).
+
+    A hidden message (`reveal` False) gives the student's value at the first differing index,
+    except for booleans, where the student's value is the negation of the expected one."""
     actual = check_tensor(actual, what=what, shape=tuple(expected.shape))
     diff = actual != expected.to(actual.dtype)
     if diff.any():
         index = tuple(int(i) for i in diff.nonzero()[0])
-        text = f"{what}: {int(diff.sum())} of {actual.numel()} entries differ; at index {index} you returned {actual[index].item()}"
-        fail(text + (f", expected {expected[index].item()}" if reveal else "") + _hint(hint))
+        text = f"{what}: {int(diff.sum())} of {actual.numel()} entries differ; the first at index {index}"
+        if reveal:
+            text += f": you returned {actual[index].item()}, expected {expected[index].item()}"
+        elif actual.dtype != torch.bool:
+            text += f": you returned {actual[index].item()}"
+        fail(text + _hint(hint))
 
 
 def raised(call: Callable[[], object]) -> StudentRaised | None:

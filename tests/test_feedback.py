@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from graders import checks
+from graders.tolerances import Tolerance
 from tests.leaks import hidden_leaks
 
 # Messages that give the expected value away, each with the problem `hidden_leaks` must name.
@@ -47,3 +50,59 @@ def test_hidden_leaks_names_each_leak(message, problem):
 @pytest.mark.parametrize("message", CLEAN)
 def test_hidden_leaks_passes_what_a_hidden_test_may_say(message):
     assert hidden_leaks(message) == []
+
+
+# --- graders/checks.py: hidden messages show no expected value ---------------------------------
+
+TOL = Tolerance(rtol=1e-6, atol=1e-6, reason="a few float64 sums")
+
+
+def failure(call) -> str:
+    with pytest.raises(checks.GradingFailure) as caught:
+        call()
+    return str(caught.value)
+
+
+def test_hidden_assert_close_shows_the_error_and_where_not_your_value():
+    actual, expected = torch.tensor([[1.0, 2.0], [3.0, 4.5]]), torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    message = failure(lambda: checks.assert_close(actual, expected, TOL, what="out"))
+    assert "1 of 4 entries are off" in message and "largest error 0.5 at index (1, 1)" in message
+    assert "a few float64 sums" in message and "4.5" not in message
+    assert hidden_leaks(message) == []
+
+
+def test_public_assert_close_shows_everything():
+    actual, expected = torch.tensor([1.0, 4.5]), torch.tensor([1.0, 4.0])
+    message = failure(lambda: checks.assert_close(actual, expected, TOL, what="out", reveal=True))
+    assert "relative 0.125" in message and "you returned 4.5, expected 4" in message
+
+
+def test_hidden_scaled_tolerance_hides_the_allowed_error_at_the_index():
+    actual, expected = torch.tensor([1.0, 4.5]), torch.tensor([1.0, 4.0])
+    scale = torch.tensor([1.0, 2.0])
+    message = failure(lambda: checks.assert_close(actual, expected, TOL, what="out", scale=scale))
+    assert "max(1, |x|)" in message and "here" not in message
+    assert hidden_leaks(message) == []
+    public = failure(lambda: checks.assert_close(actual, expected, TOL, what="out", scale=scale, reveal=True))
+    assert "here" in public
+
+
+def test_hidden_number_shows_no_error_size():
+    message = failure(lambda: checks.assert_number_close(3.5, 3.0, TOL, what="noam_schedule(10, d_model=8)"))
+    assert "3.5" not in message and "0.5" not in message and "off by more than the allowed" in message
+    assert hidden_leaks(message) == []
+
+
+def test_hidden_non_finite_mismatch_hides_the_expected_value():
+    message = failure(lambda: checks.assert_close(torch.tensor([float("nan"), 1.0]), torch.tensor([2.0, 1.0]), TOL,
+                                                  what="out"))
+    assert message == "out: non-finite mismatch at index (0,): you returned nan"
+
+
+def test_hidden_assert_equal_hides_a_boolean_value():
+    message = failure(lambda: checks.assert_equal(torch.tensor([True, False]), torch.tensor([True, True]),
+                                                  what="mask"))
+    assert "1 of 2 entries differ; the first at index (1,)" in message and "False" not in message
+    integers = failure(lambda: checks.assert_equal(torch.tensor([3, 7]), torch.tensor([3, 5]), what="ids"))
+    assert "you returned 7" in integers and "5" not in integers
+    assert hidden_leaks(message) == [] and hidden_leaks(integers) == []
