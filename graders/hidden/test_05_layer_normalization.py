@@ -7,6 +7,8 @@ place of the error and the shrunk case, never the expected values or this file's
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -207,6 +209,43 @@ def test_gradients_pass_a_numerical_check(student, kind, case):
     checks.assert_close(analytic, expected, tolerances.norm_grad(torch.float64), what=f"d <upstream, {kind}(x)> / dx")
 
 
+def affine_leaves(state: dict) -> dict[str, torch.Tensor]:
+    """The affine parameters of `state` as float64 leaves, by their state_dict names."""
+    return {name: state[name].double().clone().requires_grad_(True) for name in ("weight", "bias") if name in state}
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", NORMS)
+@given(case=strategies.norm_cases(dtypes_=(torch.float64,), max_trailing=2))
+def test_gradients_match_torch_for_input_and_parameters(student, kind, case):
+    """d loss / d x, d loss / d weight and d loss / d bias equal F.layer_norm's (F.rms_norm's) in float64."""
+    case = case if kind == "LayerNorm" else replace(case, features=case.features[:1], bias=False)
+    x = case.x()
+    state = norm_state(case, kind)
+    init = layernorm_init(case) if kind == "LayerNorm" else {"d_model": case.features[0], "eps": case.eps,
+                                                             "elementwise_affine": case.affine}
+    upstream = randn(tuple(x.shape), seed=case.seed + 3, dtype=torch.float64)
+    result = student.module(kind, init, state_dict={k: v.double() for k, v in state.items()} or None,
+                            dtype=torch.float64, calls=[{"fn": "self.forward", "args": [x]}], upstream=upstream,
+                            output=())
+    leaf = x.clone().requires_grad_(True)
+    params = affine_leaves(state)
+    if kind == "LayerNorm":
+        y = F.layer_norm(leaf, case.features, params.get("weight"), params.get("bias"), case.eps)
+    else:
+        y = F.rms_norm(leaf, case.features, params.get("weight"), case.eps)
+    expected = torch.autograd.grad(y, [leaf, *params.values()], upstream)
+    got = result.input_grads.get("0")
+    if got is None:
+        checks.fail(f"{kind}: no gradient reached x; build the output from differentiable torch operations")
+    checks.assert_close(got, expected[0], tolerances.norm_grad(torch.float64), what=f"d loss / d x through {kind}")
+    for name, grad in zip(params, expected[1:]):
+        got = result.param_grads.get(name)
+        if got is None:
+            checks.fail(f"{kind}: no gradient for {name}; is it used in forward?")
+        checks.assert_close(got, grad, tolerances.norm_grad(torch.float64), what=f"d loss / d {name} of {kind}")
+
+
 # --- BatchNorm ----------------------------------------------------------------------------------
 
 
@@ -241,6 +280,46 @@ def test_batchnorm_training_matches_torch(student, case, steps, momentum):
     checks.assert_close(result.attrs["self.running_var"], var, tolerances.norm(case.dtype),
                         what=f"running_var after {steps} steps (momentum {momentum})",
                         hint="the running variance takes the unbiased batch variance (divide by n - 1)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("BatchNorm")
+@given(case=strategies.norm_cases(dtypes_=(torch.float64,), min_count=2))
+def test_batchnorm_training_gradients_match_torch(student, case):
+    """In training mode, d loss / d x, d weight and d bias equal nn.BatchNorm1d's: the gradient flows through the
+    batch's mean and variance too (float64)."""
+    channels = case.features[0]
+    x = randn((*case.lead, channels), seed=case.seed, dtype=torch.float64, scale=case.scale) + case.offset
+    params = case.params()
+    state = {"weight": params["weight"][:channels].double(), "bias": params["bias"][:channels].double(),
+             "running_mean": torch.zeros(channels, dtype=torch.float64),
+             "running_var": torch.ones(channels, dtype=torch.float64)}
+    upstream = randn(tuple(x.shape), seed=case.seed + 3, dtype=torch.float64)
+    result = student.module("BatchNorm", {"num_features": channels, "eps": case.eps}, state_dict=state,
+                            dtype=torch.float64, train=True, calls=[{"fn": "self.forward", "args": [x]}],
+                            upstream=upstream, output=())
+    leaf = x.clone().requires_grad_(True)
+    weight = state["weight"].clone().requires_grad_(True)
+    bias = state["bias"].clone().requires_grad_(True)
+    y = F.batch_norm(channels_first(leaf), None, None, weight, bias, training=True, eps=case.eps).reshape(x.shape)
+    expected = torch.autograd.grad(y, [leaf, weight, bias], upstream)
+    tol = tolerances.norm_grad(torch.float64)
+    got = result.input_grads.get("0")
+    if got is None:
+        checks.fail("BatchNorm in training: no gradient reached x; build the output from differentiable torch "
+                    "operations")
+    # Name the statistics only when the forward pass itself is right: then the gradient alone is wrong.
+    out = checks.check_tensor(result.output, what="BatchNorm(x) in training mode", shape=tuple(x.shape))
+    forward_right = torch.allclose(out, y.detach(), rtol=tolerances.norm(torch.float64).rtol,
+                                   atol=tolerances.norm(torch.float64).atol)
+    hint = ("your output is right but not its gradient: the batch mean and variance are functions of x, so the "
+            "gradient flows through them too (no .detach() or torch.no_grad() on them)" if forward_right else "")
+    checks.assert_close(got, expected[0], tol, what="d loss / d x through BatchNorm in training mode", hint=hint)
+    for name, grad in zip(("weight", "bias"), expected[1:]):
+        got = result.param_grads.get(name)
+        if got is None:
+            checks.fail(f"BatchNorm: no gradient for {name}; is it used in forward?")
+        checks.assert_close(got, grad, tol, what=f"d loss / d {name} of BatchNorm in training mode")
 
 
 @pytest.mark.points(1)
@@ -358,16 +437,82 @@ def test_residual_block_dropout_only_in_training(student, width, prenorm, seed):
     state = block_state(width, seed, "layernorm")
     init = {"sublayer": {"$obj": "linear"}, "d_model": width, "prenorm": prenorm, "dropout": 0.5}
     expected = expected_block(x, state, "layernorm", prenorm)
-    evaluated = student.module("ResidualBlock", init, objects=linear_object(width), state_dict=state,
-                               dtype=torch.float64, calls=[{"fn": "self.forward", "args": [x]}])
-    checks.assert_close(evaluated.output, expected, tolerances.norm(torch.float64), what="block(x) in eval mode",
-                        hint="dropout acts only in training mode")
-    trained = student.module("ResidualBlock", init, objects=linear_object(width), state_dict=state,
-                             dtype=torch.float64, train=True, calls=[{"fn": "self.forward", "args": [x]}])
-    out = checks.check_tensor(trained.output, what="block(x) in training mode", shape=tuple(x.shape))
+
+    def block(init: dict, train: bool) -> torch.Tensor:
+        result = student.module("ResidualBlock", init, objects=linear_object(width), state_dict=state,
+                                dtype=torch.float64, train=train, calls=[{"fn": "self.forward", "args": [x]}])
+        return checks.check_tensor(result.output, what="block(x)", shape=tuple(x.shape))
+
+    evaluated = block(init, False)
+    tol = tolerances.norm(torch.float64)
+    if not torch.allclose(evaluated, expected, rtol=tol.rtol, atol=tol.atol):
+        # Blame dropout only when the same block without dropout is right.
+        free = block(init | {"dropout": 0.0}, False)
+        hint = "dropout acts only in training mode" if torch.allclose(free, expected, rtol=tol.rtol,
+                                                                      atol=tol.atol) else ""
+        checks.assert_close(evaluated, expected, tol, what="block(x) in eval mode, dropout=0.5", hint=hint)
+    out = block(init, True)
     if torch.allclose(out, expected):
         checks.fail("in training mode with dropout=0.5 the block's output equals the dropout-free one; "
                     "apply dropout to the sublayer's output")
+
+
+# Dropout counts are binomial: a share of dropped entries within this many standard deviations
+# of p is accepted (a correct dropout falls outside once in 10^9 draws; no dropout at all, or
+# dropout at rate 1 - p, is 12 or more deviations away on the >= 192 entries drawn here).
+DROP_SIGMAS = 6.0
+
+
+def assert_inverted_dropout(got: torch.Tensor, undropped: torch.Tensor, p: float, tol: tolerances.Tolerance, *,
+                            what: str, hint: str) -> None:
+    """Each entry of `got` is 0 (dropped) or `undropped / (1 - p)` (kept, rescaled), and the share
+    dropped, among the entries whose undropped value is not 0, is p within DROP_SIGMAS deviations."""
+    got = checks.check_tensor(got, what=what, shape=tuple(undropped.shape))
+    scale = undropped.abs().clamp_min(1.0)
+    dropped = got.abs() <= tol.atol * scale
+    kept = (got - undropped / (1 - p)).abs() <= tol.atol * scale + tol.rtol * (undropped / (1 - p)).abs()
+    wrong = ~(dropped | kept)
+    if wrong.any():
+        checks.fail(f"{what}: {int(wrong.sum())} of {got.numel()} entries are neither 0 (dropped) nor the undropped "
+                    f"value scaled by 1/(1-p) = {1 / (1 - p):g} (kept)\n  see: {hint}")
+    live = undropped.abs() > 1e-6
+    share = dropped[live].double().mean().item()
+    sigma = (p * (1 - p) / int(live.sum())) ** 0.5
+    if abs(share - p) > DROP_SIGMAS * sigma:
+        checks.fail(f"{what}: with dropout={p} you dropped a share {share:.3f} of the entries; each entry is dropped "
+                    f"with probability p\n  see: {hint}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("ResidualBlock")
+@given(width=st.integers(4, 12), prenorm=st.booleans(), seed=strategies.seeds(), p=st.sampled_from((0.25, 0.5)))
+def test_residual_block_dropout_acts_on_the_sublayer_output(student, width, prenorm, seed, p):
+    """In training mode, hooks on sublayer and norm show that only the sublayer's output is dropped: what is added
+    to x is 0 or sublayer(...) / (1 - p) entry by entry, with a share p of zeros."""
+    x = randn((6, 8, width), seed=seed + 9, dtype=torch.float64)
+    state = block_state(width, seed, "layernorm")
+    init = {"sublayer": {"$obj": "linear"}, "d_model": width, "prenorm": prenorm, "dropout": p}
+    result = student.module("ResidualBlock", init, objects=linear_object(width), state_dict=state,
+                            dtype=torch.float64, train=True, attrs=("seen",), calls=[
+                                {"fn": "watch", "module": "$harness", "args": [{"$obj": "self"}, ["sublayer", "norm"]],
+                                 "store": "seen"},
+                                {"fn": "self.forward", "args": [x]}])
+    seen = result.attrs["seen"]
+    for name in ("sublayer", "norm"):
+        if len(seen[name]) != 1:
+            checks.fail(f"{name} ran {len(seen[name])} times in one forward pass; the block calls it once")
+    branch = seen["sublayer"][0]["output"]
+    if prenorm:  # x + dropout(sublayer(norm(x))): the output minus x is the dropped branch
+        out = checks.check_tensor(result.outputs[1], what="block(x) in training mode", shape=tuple(x.shape))
+        added = out - x
+    else:  # norm(x + dropout(sublayer(x))): the norm's input minus x is the dropped branch
+        if not seen["norm"][0]["args"]:
+            checks.fail("norm was called without a positional input")
+        added = seen["norm"][0]["args"][0] - x
+    where = "x + dropout(sublayer(norm(x)))" if prenorm else "norm(x + dropout(sublayer(x)))"
+    assert_inverted_dropout(added, branch, p, tolerances.norm(torch.float64),
+                            what=f"what the {'pre' if prenorm else 'post'}-norm block adds to x in training mode",
+                            hint=f"{where}: dropout acts on the sublayer's output only, never on x or the sum")
 
 
 @pytest.mark.points(1)

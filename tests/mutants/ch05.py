@@ -157,6 +157,65 @@ MUTANTS: list[Mutant] = [
         old='{"layernorm": LayerNorm, "rmsnorm": RMSNorm, "batchnorm": BatchNorm}',
         new='{"layernorm": LayerNorm, "rmsnorm": LayerNorm, "batchnorm": BatchNorm}',
     ),
+    # --- gradients through the statistics, dropout's place (issue 21) ----------------------------
+    Mutant(
+        name="batchnorm_mean_detached",
+        tasks=('BatchNorm',),
+        description="BatchNorm's batch mean is detached in training: no gradient flows through it",
+        old="mean = h.mean(dim=dims)  # (C,)",
+        new="mean = h.mean(dim=dims).detach()  # (C,)",
+    ),
+    Mutant(
+        name="batchnorm_var_detached",
+        tasks=('BatchNorm',),
+        description="BatchNorm's batch variance is detached in training: no gradient flows through it",
+        old="var = h.var(dim=dims, unbiased=False)  # (C,)",
+        new="var = h.var(dim=dims, unbiased=False).detach()  # (C,)",
+    ),
+    Mutant(
+        name="layernorm_var_detached",
+        tasks=('LayerNorm',),
+        description="LayerNorm's variance (only) is detached",
+        old="var = h.var(dim=dims, keepdim=True, unbiased=False)  # (..., 1, ..., 1)",
+        new="var = h.var(dim=dims, keepdim=True, unbiased=False).detach()  # (..., 1, ..., 1)",
+    ),
+    Mutant(
+        name="rmsnorm_rms_detached",
+        tasks=('RMSNorm',),
+        description="RMSNorm's root mean square is detached",
+        old="y = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., D)",
+        new="y = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps).detach()  # (..., D)",
+    ),
+    Mutant(
+        name="residual_dropout_on_the_sum",
+        tasks=('ResidualBlock',),
+        description="pre-norm drops the residual sum, dropout(x + sublayer(norm(x))), not the sublayer's output",
+        old="return x + self.dropout(self.sublayer(self.norm(x)))  # (..., D)",
+        new="return self.dropout(x + self.sublayer(self.norm(x)))  # (..., D)",
+    ),
+    Mutant(
+        name="residual_dropout_before_sublayer",
+        tasks=('ResidualBlock',),
+        description="dropout on the sublayer's input, x + sublayer(dropout(norm(x))), not on its output",
+        old="return x + self.dropout(self.sublayer(self.norm(x)))  # (..., D)",
+        new="return x + self.sublayer(self.dropout(self.norm(x)))  # (..., D)",
+    ),
+    Mutant(
+        name="postnorm_dropout_on_the_sum",
+        tasks=('ResidualBlock',),
+        description="post-norm drops the sum before the norm, norm(dropout(x + sublayer(x)))",
+        old="return self.norm(x + self.dropout(self.sublayer(x)))  # (..., D)",
+        new="return self.norm(self.dropout(x + self.sublayer(x)))  # (..., D)",
+    ),
+    Mutant(
+        name="residual_dropout_missing_in_training",
+        tasks=('ResidualBlock',),
+        description="the block never applies its dropout (built but unused)",
+        old="return self.norm(x + self.dropout(self.sublayer(x)))  # (..., D)",
+        new="return self.norm(x + self.sublayer(x))  # (..., D)",
+        also=(("return x + self.dropout(self.sublayer(self.norm(x)))  # (..., D)",
+               "return x + self.sublayer(self.norm(x))  # (..., D)"),),
+    ),
 ]
 
 VALID_VARIANTS: list[Mutant] = [
