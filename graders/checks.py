@@ -46,7 +46,7 @@ def assert_finite(actual: torch.Tensor, *, what: str) -> None:
 
 
 def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, reveal: bool = False,
-                 hint: str = "", scale: torch.Tensor | None = None) -> None:
+                 hint: str = "", scale: torch.Tensor | None = None, error_size: bool = True) -> None:
     """`actual` matches `expected` element-wise within `tol` (shapes must agree exactly).
 
     `scale`, broadcastable to `expected`, multiplies `tol.atol` element by element: for errors
@@ -59,8 +59,9 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
     not the student's value there: the value and the error together give the expected value, and
     of the two the error teaches more (1e-3 points at a constant or a rounding order, 1 at a
     wrong formula), while the student's own value says nothing without something to compare it
-    with. A hidden comparison of a single number shows no error size either: its inputs are
-    usually in `what`, so the student can compute their own value and add the error back.
+    with. `error_size=False` leaves the error's size out of a hidden message too: for a value
+    whose inputs the message names (`assert_number_close`), where the student can compute their
+    own value and add the error back.
     """
     actual = check_tensor(actual, what=what, shape=tuple(expected.shape))
     a = actual.detach().to(torch.float64)
@@ -93,8 +94,9 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
             f"  you returned {a[index].item():.6g}, expected {e[index].item():.6g}",
             f"  allowed: {formula} ({tol.reason})" + ("" if scale is None else f"; here {allowed[index].item():.3g}"),
         ]
-    elif a.numel() == 1:
-        lines = [f"{what}: off by more than the allowed {formula} ({tol.reason})"]
+    elif not error_size:
+        lines = [f"{what}: {int(bad.sum())} of {a.numel()} entries are off by more than the allowed {formula} "
+                 f"({tol.reason})"]
     else:
         lines = [
             f"{what}: {int(bad.sum())} of {a.numel()} entries are off",
@@ -116,10 +118,11 @@ def number(actual, *, what: str) -> float:
 def assert_number_close(actual, expected: float, tol: Tolerance, *, what: str, reveal: bool = False,
                         hint: str = "", scale: float | None = None) -> None:
     """A number against an expected float within `tol` (its atol times `scale` when given), in
-    float64 so the comparison adds no rounding of its own."""
+    float64 so the comparison adds no rounding of its own. A hidden message gives no error size:
+    a number's inputs are usually in `what` (`noam_schedule(100, d_model=64)`)."""
     assert_close(torch.tensor(number(actual, what=what), dtype=torch.float64),
                  torch.tensor(float(expected), dtype=torch.float64), tol, what=what, reveal=reveal, hint=hint,
-                 scale=None if scale is None else torch.tensor(float(scale), dtype=torch.float64))
+                 scale=None if scale is None else torch.tensor(float(scale), dtype=torch.float64), error_size=False)
 
 
 def real_positions(t: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:

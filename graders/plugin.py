@@ -195,7 +195,7 @@ def _describe(exc: BaseException | None, item: pytest.Item, visibility: str) -> 
     """Status and message for a failed test. Hidden tests never show source or expected values."""
     doc = (item.function.__doc__ or "").strip().splitlines()
     prop = doc[0] if doc else item.name
-    notes = _failing_case(exc, tuple(getattr(item, "fixturenames", ())))
+    notes = _failing_case(exc, tuple(getattr(item, "fixturenames", ())), hidden=visibility == "hidden")
     exc = _unwrap(exc)
     if isinstance(exc, SubmissionError):
         status, text = exc.status, str(exc)
@@ -223,28 +223,102 @@ def _unwrap(exc: BaseException | None) -> BaseException | None:
 
 
 # Hypothesis's notes hold the shrunk case ("Falsifying example: test(...)" or "Failing test
-# case: ..."), and sometimes other text that may quote the test's source. Keep only the case,
-# without the fixture arguments (the worker, the reference module and its path), which are
-# the grader's, not the case.
-_CASE_START = re.compile(r"^(Falsifying example|Failing test case)")
+# case: ..."), one "Draw N (label): value" note per `st.data()` draw, and sometimes other text
+# that may quote the test's source. Only the case and the draws are kept, without the fixture
+# arguments (the worker, the reference module and its path), which are the grader's, not the case.
+_CASE_START = re.compile(r"^(Falsifying example|Failing test case): \w+\($")
+_DRAW = re.compile(r"^Draw (?P<number>\d+)(?: \((?P<label>[^)]*)\))?: (?P<value>.*)$", re.DOTALL)
 _ARG = re.compile(r"^\s+(?P<name>\w+)=")
+_CALL = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)\((?P<inside>.*)\)$", re.DOTALL)
+_SHOWN = 60  # characters of one value in a hidden case; a long list is cut
 
 
-def _failing_case(exc: BaseException | None, fixtures: tuple[str, ...] = ()) -> str:
-    lines: list[str] = []
-    for note in getattr(exc, "__notes__", ()) or ():
-        inside = False
-        for line in note.splitlines():
-            if _CASE_START.match(line):
-                if lines:  # one case is enough
-                    return "\n".join(lines)
-                inside = True
-            arg = _ARG.match(line)
-            if inside and not (arg and arg["name"] in fixtures):
-                lines.append(line)
-            if inside and line == ")":
-                inside = False
-    return "\n".join(lines)
+def _failing_case(exc: BaseException | None, fixtures: tuple[str, ...] = (), hidden: bool = False) -> str:
+    """The failing example Hypothesis reports. Public tests show it as Hypothesis prints it, and
+    their `st.data()` draws after it. Hidden tests show it by kind, shapes and dtypes on one line
+    ("Failing case: FFNCase kind swiglu, d_model 8, lead (2, 3), dtype float64; permutation [2, 0, 1]"):
+    never a seed, which would let a student rebuild the input with the public strategies, nor
+    Hypothesis's `data(...)` placeholder, which says nothing."""
+    notes = [str(note) for note in getattr(exc, "__notes__", ()) or ()]
+    case = next((note for note in notes if _CASE_START.match(note.splitlines()[0] if note else "")), None)
+    draws = [m for m in (_DRAW.match(note) for note in notes) if m]
+    if case is None and not draws:
+        return ""
+    if not hidden:
+        lines = [] if case is None else [line for line in case.splitlines()
+                                         if not ((arg := _ARG.match(line)) and arg["name"] in fixtures)]
+        return "\n".join(lines + [_uncomment(m.group(0)) for m in draws])
+    parts = [] if case is None else [_render(value, name) for name, value in _arguments(case) if name not in fixtures]
+    parts += [_render(_uncomment(m["value"]), m["label"] or "") for m in draws]
+    shown = [part for part in parts if part]
+    return "Failing case: " + "; ".join(shown) if shown else ""
+
+
+def _uncomment(text: str) -> str:
+    """`text` without Hypothesis's trailing comments ("# or any other generated value")."""
+    return "\n".join(re.sub(r"\s+#.*$|^\s*#.*$", "", line) for line in text.splitlines()).strip()
+
+
+def _split(inside: str) -> list[str]:
+    """Top-level comma-separated items of a repr's inside (commas inside brackets or quotes stay)."""
+    items, depth, quote, current = [], 0, "", []
+    for char in inside:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
+def _arguments(case: str) -> list[tuple[str, str]]:
+    """(name, value repr) of each argument in Hypothesis's "Falsifying example: test(...)" note."""
+    body = _uncomment("\n".join(case.splitlines()[1:]))
+    body = " ".join(line.strip() for line in body.splitlines()).removesuffix(")")
+    pairs = [item.split("=", 1) for item in _split(body)]
+    return [(name.strip(), value.strip()) for name, value in (p for p in pairs if len(p) == 2)]
+
+
+def _render(value: str, name: str = "") -> str:
+    """One value of a hidden case in words: a case object by its class and fields (seeds left
+    out), a tensor by its shape and dtype, `torch.float64` as float64; "" for what says nothing."""
+    value = " ".join(value.split())
+    if "seed" in name.lower() or value == "data(...)":
+        return ""
+    call = _CALL.match(value)
+    if call and call["name"] == "tensor":
+        described = _tensor(call["inside"])
+    elif call and not call["name"].startswith("torch."):
+        fields = [item.split("=", 1) for item in _split(call["inside"])]
+        shown = [_render(v, k) for k, v in (f for f in fields if len(f) == 2)]
+        described = " ".join([call["name"], ", ".join(part for part in shown if part)]).strip()
+        return described if name.lower() in call["name"].lower() else f"{name} {described}".strip()
+    else:
+        described = value.removeprefix("torch.").strip("'\"")
+        if len(described) > _SHOWN:
+            described = described[:_SHOWN] + " ..."
+    return f"{name} {described}".strip()
+
+
+def _tensor(inside: str) -> str:
+    """A tensor's repr inside `tensor(...)` as "tensor (2, 3) float64" (its values left out)."""
+    items = _split(inside)
+    dtype = next((item.split("=", 1)[1].removeprefix("torch.") for item in items if item.startswith("dtype=")), "")
+    shape, level = [], items[0] if items else ""
+    while level.startswith("["):
+        entries = _split(level[1:-1])
+        shape.append(len(entries))
+        level = entries[0] if entries else ""
+    return " ".join(part for part in ("tensor", str(tuple(shape)), dtype) if part)
 
 
 def _progress(done: int, total: int, label: str) -> None:

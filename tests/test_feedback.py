@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from graders import checks
+from graders.plugin import _failing_case
 from graders.tolerances import Tolerance
 from tests.leaks import hidden_leaks
 
@@ -89,7 +90,7 @@ def test_hidden_scaled_tolerance_hides_the_allowed_error_at_the_index():
 
 def test_hidden_number_shows_no_error_size():
     message = failure(lambda: checks.assert_number_close(3.5, 3.0, TOL, what="noam_schedule(10, d_model=8)"))
-    assert "3.5" not in message and "0.5" not in message and "off by more than the allowed" in message
+    assert "3.5" not in message and "0.5" not in message and "1 of 1 entries are off by more than" in message
     assert hidden_leaks(message) == []
 
 
@@ -106,3 +107,55 @@ def test_hidden_assert_equal_hides_a_boolean_value():
     integers = failure(lambda: checks.assert_equal(torch.tensor([3, 7]), torch.tensor([3, 5]), what="ids"))
     assert "you returned 7" in integers and "5" not in integers
     assert hidden_leaks(message) == [] and hidden_leaks(integers) == []
+
+
+def test_hidden_one_element_tensor_keeps_the_error_size():
+    message = failure(lambda: checks.assert_close(torch.tensor([4.5]), torch.tensor([4.0]), TOL, what="out"))
+    assert "largest error 0.5 at index (0,)" in message and "4.5" not in message
+
+
+# --- graders/plugin.py: a hidden failing case by its kind, shapes and dtypes --------------------
+
+CASE_NOTE = """Failing test case: test_layer(
+    # The test always failed when commented parts were varied together.
+    student=<graders.submission.Submission object at 0x7f>,
+    case=FFNCase(
+        kind='swiglu',
+        d_model=8,
+        d_ff=10,
+        bias=False,
+        lead=(2, 3),
+        dtype=torch.float64,
+        seed=1234),  # or any other generated value
+    data=data(...),
+    perm_seed=7,
+    x=tensor([[1., 2., 3.],
+        [4., nan, 6.]], dtype=torch.float64),
+)"""
+DRAWS = ["Draw 1 (permutation): [2, 0, 1]  # or any other generated value",
+         "Draw 2: ActivationCase(\n    shape=(1,),\n    scale=1.0,\n    dtype=torch.float32,\n    seed=0)"]
+
+
+def noted(*notes: str) -> Exception:
+    exc = AssertionError("out is off")
+    for note in notes:
+        exc.add_note(note)
+    return exc
+
+
+def test_hidden_failing_case_by_kind_shapes_and_dtypes():
+    shown = _failing_case(noted(CASE_NOTE, *DRAWS), ("student",), hidden=True)
+    assert shown == ("Failing case: FFNCase kind swiglu, d_model 8, d_ff 10, bias False, lead (2, 3), dtype float64; "
+                     "x tensor (2, 3) float64; permutation [2, 0, 1]; ActivationCase shape (1,), scale 1.0, "
+                     "dtype float32")
+    assert hidden_leaks(shown) == []
+
+
+def test_public_failing_case_is_hypothesis_own_with_its_draws():
+    shown = _failing_case(noted(CASE_NOTE, *DRAWS), ("student",))
+    assert "seed=1234" in shown and "Draw 1 (permutation): [2, 0, 1]" in shown and "student=" not in shown
+    assert "# or any other generated value" not in shown.split("Draw 1")[1]
+
+
+def test_no_case_without_hypothesis_notes():
+    assert _failing_case(noted("some other note that quotes `def test_x`"), hidden=True) == ""
