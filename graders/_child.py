@@ -318,7 +318,7 @@ class _Session:
             if build.get("double"):
                 module.double()  # before loading, so float64 weights are not rounded through float32
             if build.get("state_dict") is not None:
-                _load_state(module, build["state_dict"])
+                _load_state(module, build["state_dict"], build.get("init", {}))
             module.train(bool(build.get("train", False)))
             self.objects["self"] = module
         grad = request.get("grad")
@@ -356,11 +356,18 @@ class _Session:
         return reply
 
 
-def _load_state(module, state: dict) -> None:
+def _load_state(module, state: dict, init: dict | None = None) -> None:
     """`module.load_state_dict(state)`, strict but for two ways a correct module may differ:
     a buffer `state` leaves out keeps its own value (a position table registered persistent
     or not), and a parameter reached under a second name (a tied output layer) needs no entry
-    of its own when another of its names is given."""
+    of its own when another of its names is given. A failure names its cause: which tensors of
+    the student's module (built with `init`) have other shapes than the test's, or which keys
+    are missing or unexpected."""
+    own = module.state_dict()
+    mismatched = [(key, tuple(own[key].shape), tuple(value.shape)) for key, value in state.items()
+                  if key in own and hasattr(value, "shape") and tuple(own[key].shape) != tuple(value.shape)]
+    if mismatched:
+        raise RuntimeError(_size_mismatch(module, mismatched, init or {}))
     result = module.load_state_dict(state, strict=False)
     buffers = {name for name, _ in module.named_buffers()}
     names_of: dict[int, set] = {}
@@ -371,12 +378,28 @@ def _load_state(module, state: dict) -> None:
                if key not in buffers and not (key in every and names_of[id(every[key])] & set(state))]
     problems = []
     if result.unexpected_keys:
-        problems.append("unexpected keys " + ", ".join(repr(k) for k in result.unexpected_keys))
+        problems.append("your module has no " + ", ".join(repr(k) for k in result.unexpected_keys)
+                        + " (the test loads them)")
     if missing:
-        problems.append("missing keys " + ", ".join(repr(k) for k in missing))
+        problems.append("the test loads no " + ", ".join(repr(k) for k in missing) + " (your module has them)")
     if problems:
-        raise RuntimeError(f"Error(s) in loading state_dict for {type(module).__name__}: " + "; ".join(problems)
-                           + " (the contract names every parameter: see the class docstring)")
+        raise RuntimeError(f"the parameter names of your {type(module).__name__} differ from the contract's: "
+                           + "; ".join(problems) + " (the class docstring names every parameter)")
+
+
+SHAPES_SHOWN = 4  # mismatched tensors named in one message; the rest are counted
+
+
+def _size_mismatch(module, mismatched: list[tuple[str, tuple, tuple]], init: dict) -> str:
+    """"your SwiGLU(d_model=8) has w1.weight of shape (16, 8); the test loads (10, 8): ...": the
+    student's shapes against the test's, for the constructor arguments the test passed."""
+    args = ", ".join(f"{k}={v!r}" for k, v in init.items() if isinstance(v, (bool, int, float, str, type(None))))
+    shown = mismatched[:SHAPES_SHOWN]
+    more = f" (and {len(mismatched) - SHAPES_SHOWN} more)" if len(mismatched) > SHAPES_SHOWN else ""
+    return (f"your {type(module).__name__}({args}) has "
+            + ", ".join(f"{key} of shape {own}" for key, own, _ in shown) + more
+            + "; the test loads " + ", ".join(str(theirs) for _, _, theirs in shown)
+            + ": the module's sizes differ from the handout's for these arguments (its default widths?)")
 
 
 def _failure(exc: BaseException, student_dir: str, shown_dir: str = "") -> dict:

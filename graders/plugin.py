@@ -26,7 +26,7 @@ from graders import chapters, static
 from graders.checks import GradingFailure
 from graders.safe_files import UnsafeFile
 from graders.student_text import clean
-from graders.submission import Submission, SubmissionError
+from graders.submission import StudentRaised, Submission, SubmissionError
 
 VISIBILITIES = ("public", "hidden")
 
@@ -72,6 +72,7 @@ class Grading:
         self._workers: dict[str, Submission] = {}
         self._scans: dict[str, tuple[list[static.Violation], str]] = {}
         self._refused: dict[str, str] = {}  # chapter id -> why the grader would not read one of its modules
+        self._causes: dict[tuple[str, str, str], str] = {}  # (chapter, task, what the code raised) -> first test
         self._total = 0
         self._done = 0
 
@@ -175,7 +176,8 @@ class Grading:
         elif report.skipped:
             status, message = "failed", f"skipped: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else ''}"
         else:
-            status, message = _describe(call.excinfo.value if call.excinfo else None, item, visibility)
+            status, message = _describe(call.excinfo.value if call.excinfo else None, item, visibility,
+                                        self._causes)
             printed = self.worker(chapter).output_during_test()
             if printed and printed not in message:
                 message += f"\nYour code printed (last lines):\n{printed}"
@@ -191,13 +193,27 @@ class Grading:
             sys.stderr.write("\n")
 
 
-def _describe(exc: BaseException | None, item: pytest.Item, visibility: str) -> tuple[str, str]:
-    """Status and message for a failed test. Hidden tests never show source or expected values."""
+def _describe(exc: BaseException | None, item: pytest.Item, visibility: str,
+              causes: dict[tuple[str, str, str], str] | None = None) -> tuple[str, str]:
+    """Status and message for a failed test. Hidden tests never show source or expected values.
+
+    `causes` maps (chapter, task, `_cause` of what the student's code raised) to the first test
+    that reported it: a later test of the same task whose code raised the same exception, up to
+    the sizes and arguments in it (a module that cannot load the test's state_dict fails every
+    test that builds it, each case with its own sizes), gets its own first
+    line only and a pointer to that test, so one root cause is explained once. Its "Property:"
+    line and its failing case stay."""
     doc = (item.function.__doc__ or "").strip().splitlines()
     prop = doc[0] if doc else item.name
     notes = _failing_case(exc, tuple(getattr(item, "fixturenames", ())), hidden=visibility == "hidden")
     exc = _unwrap(exc)
-    if isinstance(exc, SubmissionError):
+    if isinstance(exc, StudentRaised) and causes is not None:
+        status, text = exc.status, str(exc)
+        key = (chapter_of(item.path).id, item.get_closest_marker("task").args[0], _cause(text))
+        first = causes.setdefault(key, item.name)
+        if first != item.name:
+            text = f"{text.splitlines()[0]}\n  (same cause as {first}, above)"
+    elif isinstance(exc, SubmissionError):
         status, text = exc.status, str(exc)
     elif isinstance(exc, AssertionError):
         status, text = "failed", str(exc) or "assertion failed"
@@ -213,6 +229,16 @@ def _describe(exc: BaseException | None, item: pytest.Item, visibility: str) -> 
     if section:
         lines.append(f"Read: site/docs/{chapter.page}#{section}")
     return status, "\n".join(line for line in lines if line).strip()
+
+
+_NUMBERS = re.compile(r"\d+")
+_BRACKETED = re.compile(r"\([^()]*\)")
+
+
+def _cause(text: str) -> str:
+    """What the student's code raised with its numbers and bracketed details blanked: the same
+    cause met by two cases (other sizes, other constructor arguments, other line numbers)."""
+    return _BRACKETED.sub("()", _NUMBERS.sub("#", text))
 
 
 def _unwrap(exc: BaseException | None) -> BaseException | None:

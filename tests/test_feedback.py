@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from graders import checks
+from graders import _child, checks
 from graders.plugin import _failing_case
 from graders.tolerances import Tolerance
+from tests.conftest import REFERENCE, chapter_entry, grade, tree_with
 from tests.leaks import hidden_leaks
 
 # Messages that give the expected value away, each with the problem `hidden_leaks` must name.
@@ -159,3 +161,48 @@ def test_public_failing_case_is_hypothesis_own_with_its_draws():
 
 def test_no_case_without_hypothesis_notes():
     assert _failing_case(noted("some other note that quotes `def test_x`"), hidden=True) == ""
+
+
+# --- one root cause, named once ---------------------------------------------------------------
+
+
+def test_size_mismatch_names_the_shapes_and_the_arguments():
+    module = nn.Sequential(nn.Linear(8, 16), nn.Linear(16, 8))
+    state = {"0.weight": torch.zeros(10, 8), "0.bias": torch.zeros(10), "1.weight": torch.zeros(8, 10),
+             "1.bias": torch.zeros(8)}
+    with pytest.raises(RuntimeError) as caught:
+        _child._load_state(module, state, {"d_model": 8, "d_ff": None, "weights": {"$obj": "w"}})
+    assert str(caught.value) == (
+        "your Sequential(d_model=8, d_ff=None) has 0.weight of shape (16, 8), 0.bias of shape (16,), "
+        "1.weight of shape (8, 16); the test loads (10, 8), (10,), (8, 10): the module's sizes differ from the "
+        "handout's for these arguments (its default widths?)")
+
+
+def test_missing_and_unexpected_keys_say_which_side_has_them():
+    module = nn.Sequential(nn.Linear(2, 2, bias=False))
+    with pytest.raises(RuntimeError) as caught:
+        _child._load_state(module, {"0.bias": torch.zeros(2)})
+    assert "your module has no '0.bias' (the test loads them)" in str(caught.value)
+    assert "the test loads no '0.weight' (your module has them)" in str(caught.value)
+
+
+def test_one_root_cause_is_explained_once(tmp_path):
+    """SwiGLU's default width taken as 4 * d_model: every hidden test that loads the reference's
+    state_dict fails on it; the first explains it, the others point there."""
+    source = (REFERENCE / "feedforward.py").read_text()
+    wrong = source.replace("d_ff = swiglu_hidden_dim(d_model, multiple_of) if d_ff is None else d_ff",
+                           "d_ff = 4 * d_model if d_ff is None else d_ff")
+    assert wrong != source
+    entry = chapter_entry(grade(tree_with(tmp_path, "feedforward", wrong), tmp_path / "report",
+                                "feedforward_networks", tasks=("SwiGLU",)), "feedforward_networks")
+    raised = [t for t in entry["tests"] if "your SwiGLU(" in t["message"]]
+    assert len(raised) >= 3, [t["message"] for t in entry["tests"]]
+    first, *others = raised
+    assert "the module's sizes differ from the handout's" in first["message"] and "same cause" not in first["message"]
+    for test in others:
+        assert f"(same cause as {first['name']}, above)" in test["message"], test["message"]
+        assert test["message"].startswith("Property: "), test["message"]
+    for test in entry["tests"]:
+        if test["visibility"] == "hidden" and test["status"] != "passed":
+            assert hidden_leaks(test["message"]) == [], test["message"]
+            assert "Failing case: " not in test["message"] or "seed" not in test["message"], test["message"]
