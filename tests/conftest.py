@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests import forked_cli
+from tests.leaks import hidden_leaks
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "reference_solutions"
@@ -105,12 +106,27 @@ def grade_edit(tmp_path: Path, chapter: str, module: str, source: str) -> dict:
 
 def assert_mutant_caught(tmp_path: Path, chapter: str, module: str, source: str, mutant) -> None:
     """`mutant` of `source` loses points, in its own tasks when it names them (the reference
-    has full marks everywhere: `test_chapters.py`), and every failure message teaches."""
+    has full marks everywhere: `test_chapters.py`); it loses at least one public point unless
+    `mutant.hidden_only` says why no public test can see it; every failure message teaches,
+    and no hidden message gives an expected value away (`tests/leaks.py`)."""
     tree = tree_with(tmp_path, module, mutant.apply(source))
     entry = chapter_entry(grade(tree, tmp_path / "report", chapter, tasks=mutant.tasks), chapter)
     where = f" in tasks {', '.join(mutant.tasks)}" if mutant.tasks else ""
     assert entry["score"] < entry["max_score"], f"{mutant.name} ({mutant.description}) survived{where}"
+    if not mutant.hidden_only:
+        lost = [t["name"] for t in entry["tests"] if t["score"] < t["max_score"]]
+        public = [t for t in entry["tests"] if t["visibility"] == "public" and t["score"] < t["max_score"]]
+        assert public, (f"{mutant.name} ({mutant.description}) loses no public point{where} (only {', '.join(lost)}): "
+                        "a public test should catch it, or the mutant should say why not (hidden_only)")
     assert_feedback_teaches(entry)
+    assert_hidden_messages_clean(entry)
+
+
+def assert_hidden_messages_clean(chapter: dict) -> None:
+    """No hidden test's message in a chapter entry shows what `tests/leaks.py` forbids."""
+    problems = [(t["name"], problem) for t in chapter["tests"] if t["visibility"] == "hidden"
+                for problem in hidden_leaks(t["message"])]
+    assert not problems, f"hidden messages give values away: {problems}"
 
 
 def assert_variant_keeps_full_marks(tmp_path: Path, chapter: str, module: str, source: str, variant) -> None:
