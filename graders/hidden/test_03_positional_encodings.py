@@ -127,8 +127,52 @@ def test_sinusoidal_module_matches_reference(student, reference, case, extra, ba
                             calls=[{"fn": "self.forward", "args": [x]}])
     out = checks.check_tensor(result.output, what="forward(x)", shape=tuple(x.shape), dtype=dtype)
     expected = x.double() + reference.sinusoidal_encoding(max_len, case.d_model)[: case.max_len].double()
-    checks.assert_close(out, expected, tolerances.ADDED_TABLE[dtype], what="forward(x) in eval mode",
-                        hint="add the first T rows of the table; dropout acts only in training mode")
+    tol = tolerances.ADDED_TABLE[dtype]
+    hint = "add the first T rows of the table"
+    if not torch.allclose(out.double(), expected, rtol=tol.rtol, atol=tol.atol):
+        # Blame dropout only when the same module built with dropout=0 is right.
+        free = student.module("SinusoidalPositionalEncoding", init | {"dropout": 0.0}, dtype=dtype,
+                              calls=[{"fn": "self.forward", "args": [x]}]).output
+        free = checks.check_tensor(free, what="forward(x) with dropout=0", shape=tuple(x.shape), dtype=dtype)
+        if torch.allclose(free.double(), expected, rtol=tol.rtol, atol=tol.atol):
+            hint = "dropout acts only in training mode: with dropout=0 your output is right, with dropout=0.5 not"
+    checks.assert_close(out, expected, tol, what="forward(x) in eval mode, dropout=0.5", hint=hint)
+
+
+# Dropout counts are binomial: a share of dropped entries within this many standard deviations
+# of p is accepted (a correct dropout falls outside once in 10^9 draws; no dropout at all, or
+# dropout at rate 1 - p, is 12 or more deviations away on the >= 192 entries drawn here).
+DROP_SIGMAS = 6.0
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("SinusoidalPositionalEncoding")
+@given(length=st.integers(4, 16), d_model=st.sampled_from((8, 12, 16)), p=st.sampled_from((0.25, 0.5)),
+       seed=strategies.seeds())
+def test_sinusoidal_module_dropout_acts_on_the_sum(student, length, d_model, p, seed):
+    """In training mode each entry of forward(x) is 0 or your eval-mode x + PE[:T] scaled by 1/(1-p), with a share p
+    of zeros: dropout(x + PE[:T]), the sum dropped as a whole."""
+    x = randn((6, length, d_model), seed=seed, dtype=torch.float64)
+    init = {"d_model": d_model, "max_len": 16, "dropout": p}
+    result = student.module("SinusoidalPositionalEncoding", init, dtype=torch.float64, train=True,
+                            calls=[{"fn": "self.forward", "args": [x]}, {"fn": "self.eval", "discard": True},
+                                   {"fn": "self.forward", "args": [x]}])
+    trained = checks.check_tensor(result.outputs[0], what="forward(x) in training mode", shape=tuple(x.shape))
+    summed = checks.check_tensor(result.outputs[2], what="forward(x) in eval mode", shape=tuple(x.shape))
+    tol = tolerances.ADDED_TABLE[torch.float64]
+    hint = "dropout(x + PE[:T]): the sum is dropped, never x alone, and only in training mode"
+    scale = summed.abs().clamp_min(1.0)
+    dropped = trained.abs() <= tol.atol * scale
+    kept = (trained - summed / (1 - p)).abs() <= tol.atol * scale + tol.rtol * (summed / (1 - p)).abs()
+    wrong = ~(dropped | kept)
+    if wrong.any():
+        checks.fail(f"with dropout={p}, {int(wrong.sum())} of {x.numel()} training-mode outputs are neither 0 (dropped) "
+                    f"nor your eval-mode output scaled by 1/(1-p) = {1 / (1 - p):g} (kept)\n  see: {hint}")
+    live = summed.abs() > 1e-6
+    share = dropped[live].double().mean().item()
+    if abs(share - p) > DROP_SIGMAS * (p * (1 - p) / int(live.sum())) ** 0.5:
+        checks.fail(f"with dropout={p} you dropped a share {share:.3f} of the outputs in training mode; each is dropped "
+                    f"with probability p\n  see: {hint}")
 
 
 @pytest.mark.points(1)

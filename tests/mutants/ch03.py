@@ -213,6 +213,21 @@ MUTANTS: list[Mutant] = [
         old="distance = (query_pos - key_pos).abs().float()",
         new="distance = (query_pos - key_pos).float()",
     ),
+    # --- dropout's place (issue 21) ----------------------------------------------------------------
+    Mutant(
+        name="sinusoid_dropout_before_adding",
+        tasks=('SinusoidalPositionalEncoding',),
+        description="dropout on x before the table is added, dropout(x) + PE[:T], not on the sum",
+        old="return self.dropout(x + self.pe[:seq_len].to(x.dtype))",
+        new="return self.dropout(x) + self.pe[:seq_len].to(x.dtype)",
+    ),
+    Mutant(
+        name="sinusoid_dropout_never_applied",
+        tasks=('SinusoidalPositionalEncoding',),
+        description="the dropout module is built but forward never applies it",
+        old="return self.dropout(x + self.pe[:seq_len].to(x.dtype))",
+        new="return x + self.pe[:seq_len].to(x.dtype)",
+    ),
 ]
 
 # Bugs in chapter 02's module that only attention with RoPE reveals (chapter 03 grades them).
