@@ -222,6 +222,21 @@ MUTANTS: list[Mutant] = [
         old="n_opt = g * (flops / 6.0) ** (b / (a + b))",
         new="n_opt = g * (flops / 6.0) ** (a / (a + b))",
     ),
+    # --- a fit that must be robust to outliers (issue 21) --------------------------------------
+    Mutant(
+        name="fit_chinchilla_squared_error",
+        tasks=('scaling_laws',),
+        description="fit_chinchilla minimizes the squared error of the log-loss residuals, not the Huber loss",
+        old="return _huber(torch.logsumexp(terms, dim=0) - log_l, delta).sum(-1)",
+        new="return (0.5 * (torch.logsumexp(terms, dim=0) - log_l) ** 2).sum(-1)",
+    ),
+    Mutant(
+        name="fit_chinchilla_huber_delta_one",
+        tasks=('scaling_laws',),
+        description="the Huber loss with delta = 1 (quadratic for every residual a fit meets)",
+        old="return _huber(torch.logsumexp(terms, dim=0) - log_l, delta).sum(-1)",
+        new="return _huber(torch.logsumexp(terms, dim=0) - log_l, 1.0).sum(-1)",
+    ),
 ]
 
 VALID_VARIANTS: list[Mutant] = [
