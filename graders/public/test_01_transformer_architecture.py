@@ -52,6 +52,32 @@ def test_sinusoidal_positions_golden(student, snapshot):
 
 
 @pytest.mark.points(1)
+@pytest.mark.task("embeddings")
+def test_embedding_starts_at_std_one_over_sqrt_d_model(student):
+    """A fresh DecoderOnly(d_model=64) has embedding.weight ~ normal(0, 1/sqrt(64)): std 0.125, within 10 %."""
+    init = MODEL_INIT | {"vocab_size": 512, "d_model": 64, "num_heads": 4, "num_layers": 1}
+    weight = student.module("DecoderOnly", init, calls=[], attrs=("self.embedding.weight",)).attrs["self.embedding.weight"]
+    # 32768 draws: the sample std of a right initialisation is within 1 % of 0.125; N(0, 1) is 8 times off.
+    std = float(checks.check_tensor(weight, what="embedding.weight", shape=(512, 64)).double().std())
+    if abs(std - 0.125) > 0.0125:
+        checks.fail(f"embedding.weight of DecoderOnly(d_model=64) has std {std:.4f}, expected 0.125: initialize it "
+                    "normal(0, d_model ** -0.5), not nn.Embedding's default N(0, 1)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("embeddings")
+def test_sequence_longer_than_max_seq_len_raises(student):
+    """DecoderOnly(max_seq_len=4) runs on 4 tokens and raises ValueError on 5 (no position row for the fifth)."""
+    init = MODEL_INIT | {"max_seq_len": 4, "num_layers": 1}
+
+    def run(length: int):
+        return student.module("DecoderOnly", init, calls=[{"fn": "self.forward", "args": [tokens((1, length), seed=9)]}])
+
+    checks.expect_value_error(lambda: run(4), what="DecoderOnly(max_seq_len=4) on 4 tokens", valid=True)
+    checks.expect_value_error(lambda: run(5), what="DecoderOnly(max_seq_len=4) on 5 tokens")
+
+
+@pytest.mark.points(1)
 @pytest.mark.task("masks")
 def test_mask_helpers_examples(student):
     """padding_to_ignore flips the course's padding mask; future_mask(3) blocks the keys after each query."""
@@ -105,6 +131,25 @@ def test_encoder_layer_golden(student, snapshot, norm_first):
 
 
 @pytest.mark.points(1)
+@pytest.mark.task("EncoderLayer")
+def test_encoder_layer_dropout_only_in_training(student):
+    """EncoderLayer(dropout=0.5) in eval mode equals the dropout-free layer; in training mode it does not."""
+    x = strategies.randn((2, 5, 8), seed=1)
+    state = strategies.architecture_state("EncoderLayer", LAYER_INIT, seed=3, dtype=torch.float32)
+    call = {"fn": "self.forward", "args": [x]}
+    free = student.module("EncoderLayer", LAYER_INIT, state_dict=state, calls=[call]).output
+    dropped = LAYER_INIT | {"dropout": 0.5}
+    evaluated = student.module("EncoderLayer", dropped, state_dict=state, calls=[call]).output
+    checks.assert_close(checks.check_tensor(evaluated, what="EncoderLayer(dropout=0.5) in eval mode", shape=(2, 5, 8)),
+                        free, tolerances.ARCH_FLOAT32, what="EncoderLayer(dropout=0.5) in eval mode", reveal=True,
+                        hint="dropout acts only in training mode (nn.Dropout follows self.training)")
+    trained = student.module("EncoderLayer", dropped, state_dict=state, calls=[call], train=True).output
+    if torch.allclose(checks.check_tensor(trained, what="EncoderLayer in training mode", shape=(2, 5, 8)), free):
+        checks.fail("EncoderLayer(dropout=0.5) in training mode gives the dropout-free output: pass dropout to "
+                    "self_attn and apply it to each sublayer's output and inside the feed-forward network")
+
+
+@pytest.mark.points(1)
 @pytest.mark.task("DecoderLayer")
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_golden(student, snapshot, norm_first):
@@ -148,6 +193,23 @@ def test_transformer_shape(student):
     out = student.module("Transformer", init, calls=[{"fn": "self.forward", "args": [src, tgt]}]).output
     checks.assert_finite(checks.check_tensor(out, what="Transformer(src, tgt)", shape=(2, 5, 100),
                                              dtype=torch.float32), what="Transformer(src, tgt)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("Transformer")
+def test_source_padding_is_ignored_by_cross_attention(student):
+    """Two padding tokens appended to src, masked by src_attention_mask, leave Transformer's logits unchanged."""
+    state = strategies.architecture_state("Transformer", MODEL_INIT, seed=7, dtype=torch.float32)
+    src, tgt = tokens((1, 4), seed=5), tokens((1, 3), seed=6)
+    padded = torch.cat([src, tokens((1, 2), seed=10)], dim=1)  # (1, 6)
+    mask = torch.tensor([[True, True, True, True, False, False]])
+    calls = [{"fn": "self.forward", "args": [src, tgt]},
+             {"fn": "self.forward", "args": [padded, tgt], "kwargs": {"src_attention_mask": mask}}]
+    plain, masked = (checks.check_tensor(o, what="Transformer(src, tgt)", shape=(1, 3, 11))
+                     for o in student.module("Transformer", MODEL_INIT, state_dict=state, calls=calls).outputs)
+    checks.assert_close(masked, plain, tolerances.ARCH_FLOAT32, what="logits with two masked padding tokens in src",
+                        reveal=True, hint="the source mask goes to the encoder's self-attention and to every "
+                        "decoder layer's cross-attention (memory_attention_mask)")
 
 
 @pytest.mark.points(1)

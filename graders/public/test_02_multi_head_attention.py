@@ -69,6 +69,17 @@ def test_softmax_large_logits(student):
                         what="softmax of large logits", reveal=True)
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("softmax")
+def test_softmax_rows_are_normalized_on_their_own(student):
+    """A row 1000 below the others still gets its own softmax: [-1000, -999] -> [0.2689, 0.7311], not 0 or NaN."""
+    x = torch.tensor([[0.0, 1.0], [-1000.0, -999.0]])
+    y = checks.check_tensor(student.call("softmax", x, dim=-1), what="softmax([[0, 1], [-1000, -999]])", shape=(2, 2))
+    checks.assert_close(y, torch.tensor([[0.268941, 0.731059], [0.268941, 0.731059]]),
+                        tolerances.ATTENTION[torch.float32], what="softmax([[0, 1], [-1000, -999]])", reveal=True,
+                        hint="subtract each slice's own max (amax along dim, keepdim=True), not the whole tensor's")
+
+
 # --- scaled dot-product attention -----------------------------------------------------------
 
 
@@ -128,6 +139,50 @@ def test_attention_bias_added_after_scaling(student, d_k):
     checks.assert_close(checks.check_tensor(weights, what="weights", shape=(1, 1, 2)), torch.tensor([[[0.75, 0.25]]]),
                         tolerances.ATTENTION[torch.float32], what=f"weights with a bias, Dk={d_k}", reveal=True,
                         hint="the bias is added after the 1/sqrt(Dk) scaling, so it is never rescaled")
+
+
+def uniform_attention_with_dropout(student, dropout_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, weights, v) of attention with all scores 0 over 8 keys (every weight 1/8), 512 queries, under dropout."""
+    q, k = torch.zeros(512, 4), torch.zeros(8, 4)
+    v = randn((8, 3), seed=5)
+    out, weights = student.call("scaled_dot_product_attention", q, k, v, dropout_p=dropout_p)
+    out = checks.check_tensor(out, what=f"out with dropout_p={dropout_p}", shape=(512, 3))
+    return out, checks.check_tensor(weights, what=f"weights with dropout_p={dropout_p}", shape=(512, 8)), v
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("scaled_dot_product_attention")
+def test_attention_dropout_scales_kept_weights(student):
+    """With dropout_p=0.25 each weight 1/8 becomes 0 or (1/8) / 0.75 (inverted dropout), and out == weights @ v."""
+    out, weights, v = uniform_attention_with_dropout(student, 0.25)
+    kept = weights[weights != 0]
+    checks.assert_close(kept, torch.full_like(kept, 1 / 6), tolerances.ATTENTION[torch.float32],
+                        what="the kept weights (1/8 before dropout_p=0.25)", reveal=True,
+                        hint="inverted dropout scales the kept weights by 1 / (1 - dropout_p)")
+    checks.assert_close(out, weights @ v, tolerances.ATTENTION[torch.float32], what="out against weights @ v",
+                        reveal=True, hint="weights are returned after dropout: the ones that multiplied v")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("scaled_dot_product_attention")
+def test_attention_dropout_drops_a_fraction_p(student):
+    """With dropout_p=0.25, about a quarter of the 4096 weights is 0 (within 6 standard deviations: 0.21 to 0.29)."""
+    _, weights, _ = uniform_attention_with_dropout(student, 0.25)
+    dropped = float((weights == 0).double().mean())
+    bound = 6 * math.sqrt(0.25 * 0.75 / weights.numel())
+    if abs(dropped - 0.25) > bound:
+        checks.fail(f"dropout_p=0.25 zeroed a fraction {dropped:.3f} of the weights, expected 0.25 +- {bound:.3f}: "
+                    "drop each weight with probability dropout_p (keep it with probability 1 - dropout_p)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("scaled_dot_product_attention")
+@pytest.mark.parametrize("dropout_p", [-0.1, 1.5])
+def test_attention_rejects_dropout_outside_0_1(student, dropout_p):
+    """dropout_p outside [0, 1] raises ValueError."""
+    q = torch.zeros(1, 2)
+    checks.expect_value_error(lambda: student.call("scaled_dot_product_attention", q, q, q, dropout_p=dropout_p),
+                              what=f"scaled_dot_product_attention(..., dropout_p={dropout_p})")
 
 
 # --- causal mask ---------------------------------------------------------------------------
@@ -198,6 +253,28 @@ def test_mha_golden(student, snapshot, num_kv_heads):
                             calls=[{"fn": "self.forward", "args": [t["x"]], "kwargs": {"mask": mask, "need_weights": True}}])
     out, attn = result.output
     snapshot.assert_match({"out": out, "weights": attn}, tolerances.LAYER)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("MultiHeadAttention")
+def test_mha_dropout_only_in_training(student):
+    """MultiHeadAttention(dropout=0.5) in eval mode equals the dropout-free layer; in training mode it does not."""
+    shapes = {"q_proj.weight": (16, 16), "q_proj.bias": (16,), "k_proj.weight": (16, 16), "k_proj.bias": (16,),
+              "v_proj.weight": (16, 16), "v_proj.bias": (16,), "out_proj.weight": (16, 16), "out_proj.bias": (16,)}
+    state = {name: randn(shape, seed=i, scale=0.3) for i, (name, shape) in enumerate(shapes.items())}
+    call = {"fn": "self.forward", "args": [randn((2, 5, 16), seed=99)]}
+
+    def forward(dropout: float, train: bool = False) -> torch.Tensor:
+        out, _ = student.module("MultiHeadAttention", {"d_model": 16, "num_heads": 4, "dropout": dropout},
+                                state_dict=state, calls=[call], train=train).output
+        return checks.check_tensor(out, what=f"MultiHeadAttention(dropout={dropout}) output", shape=(2, 5, 16))
+
+    free = forward(0.0)
+    checks.assert_close(forward(0.5), free, tolerances.LAYER[torch.float32], what="MultiHeadAttention(dropout=0.5) "
+                        "in eval mode", reveal=True, hint="dropout acts only in training mode (check self.training)")
+    if torch.allclose(forward(0.5, train=True), free):
+        checks.fail("MultiHeadAttention(dropout=0.5) in training mode gives the dropout-free output: pass "
+                    "dropout_p=self.dropout to the attention when self.training")
 
 
 @pytest.mark.points(1)

@@ -9,18 +9,22 @@ attention with RoPE and ALiBi through your chapter 02 layer).
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given
 
 from graders import checks, strategies, tolerances
 from graders.strategies import randn
+from graders.submission import obj
 
 TASKS = ("sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding", "RotaryEmbedding",
          "alibi_slopes", "alibi_bias")
 SECTIONS = {"sinusoidal_encoding": "sinusoidal", "SinusoidalPositionalEncoding": "sinusoidal",
             "LearnedPositionalEmbedding": "learned", "RotaryEmbedding": "rope", "alibi_slopes": "alibi-slopes",
             "alibi_bias": "alibi"}
+ATTENTION = "multi_head_attention"  # chapter 02's module: RoPE runs inside your attention layer
 
 
 @pytest.mark.points(0)
@@ -59,6 +63,18 @@ def test_sinusoidal_first_row_and_bounds(student, case):
 
 @pytest.mark.points(1)
 @pytest.mark.task("sinusoidal_encoding")
+def test_sinusoidal_base_sets_the_frequencies(student):
+    """With base=100, row 1 of a width-4 table is (sin 1, cos 1, sin 0.1, cos 0.1): frequency base^(-2i/d)."""
+    table = student.call("sinusoidal_encoding", 2, 4, base=100.0)
+    table = checks.check_tensor(table, what="sinusoidal_encoding(2, 4, base=100)", shape=(2, 4))
+    expected = torch.tensor([math.sin(1.0), math.cos(1.0), math.sin(0.1), math.cos(0.1)])
+    checks.assert_close(table[1].float(), expected, tolerances.angles(1.0)[torch.float32],
+                        what="row 1 of sinusoidal_encoding(2, 4, base=100)", reveal=True,
+                        hint="use the base argument, not a fixed 10000")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("sinusoidal_encoding")
 @pytest.mark.parametrize("d_model", [3, 7])
 def test_sinusoidal_rejects_odd_d_model(student, d_model):
     """An odd d_model cannot be split into (sin, cos) pairs: ValueError."""
@@ -77,6 +93,27 @@ def test_sinusoidal_module_adds_table(student, snapshot):
     if result.state_dict_shapes:
         checks.fail(f"the state_dict holds {result.state_dict_shapes}; the table is a buffer registered with "
                     "persistent=False, recomputed rather than saved")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("SinusoidalPositionalEncoding")
+def test_sinusoidal_module_dropout_only_in_training(student):
+    """SinusoidalPositionalEncoding(dropout=0.5) in eval mode returns x + PE[:T]; in training mode it drops entries."""
+    x = randn((2, 5, 8), seed=3)
+    call = {"fn": "self.forward", "args": [x]}
+
+    def forward(dropout: float, train: bool = False) -> torch.Tensor:
+        out = student.module("SinusoidalPositionalEncoding", {"d_model": 8, "max_len": 32, "dropout": dropout},
+                             calls=[call], train=train).output
+        return checks.check_tensor(out, what=f"SinusoidalPositionalEncoding(dropout={dropout})", shape=(2, 5, 8))
+
+    free = forward(0.0)
+    checks.assert_close(forward(0.5), free, tolerances.ADDED_TABLE[torch.float32],
+                        what="SinusoidalPositionalEncoding(dropout=0.5) in eval mode", reveal=True,
+                        hint="dropout acts only in training mode (nn.Dropout follows self.training)")
+    if torch.allclose(forward(0.5, train=True), free):
+        checks.fail("SinusoidalPositionalEncoding(dropout=0.5) in training mode returns x + PE unchanged: "
+                    "apply the dropout to the sum")
 
 
 # --- learned ------------------------------------------------------------------------------------
@@ -139,6 +176,71 @@ def test_rope_keeps_norms(student, case):
     rotated = checks.check_tensor(result.output, what="rope(x)", shape=tuple(x.shape), dtype=x.dtype)
     checks.assert_close(rotated.norm(dim=-1), x.norm(dim=-1), tolerances.angles(0.0, scale=2.0 * float(x.norm(dim=-1).max()))[torch.float64],
                         what="row norms of rope(x) vs x", reveal=True)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("RotaryEmbedding")
+def test_rope_far_positions(student):
+    """RotaryEmbedding(2) turns (1, 0) at position p into (cos p, sin p), for p up to 1e5 (no length limit)."""
+    positions = torch.tensor([1, 4095, 5000, 100_000])
+    x = torch.tensor([[1.0, 0.0]] * 4, dtype=torch.float64)
+    result = student.module("RotaryEmbedding", {"head_dim": 2}, dtype=torch.float64,
+                            calls=[{"fn": "self.forward", "args": [x], "kwargs": {"positions": positions}}])
+    rotated = checks.check_tensor(result.output, what="rope((1, 0)) at far positions", shape=(4, 2),
+                                  dtype=torch.float64)
+    angle = positions.double()
+    checks.assert_close(rotated, torch.stack([angle.cos(), angle.sin()], dim=-1),
+                        tolerances.angles(1e5)[torch.float64], what="rope((1, 0)) at positions 1, 4095, 5000, 1e5",
+                        reveal=True, hint="compute the angles from the positions themselves: RoPE has no table limit")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("RotaryEmbedding")
+@pytest.mark.parametrize("head_dim", [3, 5])
+def test_rope_rejects_odd_head_dim(student, head_dim):
+    """An odd head_dim leaves a dimension without a partner: RotaryEmbedding(head_dim) raises ValueError."""
+    checks.expect_value_error(lambda: student.module("RotaryEmbedding", {"head_dim": head_dim}, calls=[]),
+                              what=f"RotaryEmbedding({head_dim})")
+
+
+def attention_with_rope(student, calls: list[dict], objects: dict | None = None):
+    """Your chapter 02 MultiHeadAttention(16, 4 heads) with fixed weights and a RotaryEmbedding(4) named `rope`."""
+    shapes = {"q_proj.weight": (16, 16), "q_proj.bias": (16,), "k_proj.weight": (16, 16), "k_proj.bias": (16,),
+              "v_proj.weight": (16, 16), "v_proj.bias": (16,), "out_proj.weight": (16, 16), "out_proj.bias": (16,)}
+    state = {name: randn(shape, seed=20 + i, scale=0.3) for i, (name, shape) in enumerate(shapes.items())}
+    objects = {"rope": {"cls": "RotaryEmbedding", "init": {"head_dim": 4}}} | (objects or {})
+    return student.module("MultiHeadAttention", {"d_model": 16, "num_heads": 4}, module=ATTENTION, state_dict=state,
+                          objects=objects, calls=calls)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("RotaryEmbedding")
+def test_attention_with_rope_golden(student, snapshot):
+    """Your attention layer with rope=RotaryEmbedding(4), causal, matches the golden output and weights."""
+    t = snapshot.inputs(x=randn((2, 5, 16), seed=12))
+    call = {"fn": "self.forward", "args": [t["x"]],
+            "kwargs": {"mask": torch.ones(5, 5, dtype=torch.bool).tril(), "rope": obj("rope"), "need_weights": True}}
+    out, weights = attention_with_rope(student, [call]).output
+    snapshot.assert_match({"out": out, "weights": weights}, tolerances.rope_attention(4.0),
+                          hint="rotate the queries and the keys (never the values) at their positions")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("RotaryEmbedding")
+def test_attention_with_rope_through_a_cache(student):
+    """Decoding 3 then 2 tokens through a KVCache with rope gives the full causal pass's output (positions 3, 4 next)."""
+    x = randn((1, 5, 16), seed=13)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    calls = [{"fn": "self.forward", "args": [x], "kwargs": {"mask": causal, "rope": obj("rope")}},
+             {"fn": "self.forward", "args": [x[:, :3]],
+              "kwargs": {"mask": causal[:3, :3], "rope": obj("rope"), "kv_cache": obj("cache")}},
+             {"fn": "self.forward", "args": [x[:, 3:]],
+              "kwargs": {"mask": causal[3:], "rope": obj("rope"), "kv_cache": obj("cache")}}]
+    full, first, second = (output[0] for output in attention_with_rope(
+        student, calls, objects={"cache": {"cls": "KVCache", "module": ATTENTION}}).outputs)
+    checks.assert_close(torch.cat([first, second], dim=1), full, tolerances.rope_attention(4.0)[torch.float32],
+                        what="outputs decoded through the cache against the full pass", reveal=True,
+                        hint="with a cache of length L the new tokens sit at positions L, L + 1, ...")
 
 
 # --- ALiBi --------------------------------------------------------------------------------------
