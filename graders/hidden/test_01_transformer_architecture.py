@@ -359,6 +359,100 @@ def test_dropout_only_in_training(student, kind, norm_first):
                     "attention layers and apply it to each sublayer's output")
 
 
+# Dropout counts are binomial: a share of dropped entries within this many standard deviations
+# of p is accepted (a correct dropout falls outside once in 10^9 draws; with p = 0.25 on the
+# >= 160 entries of DROPOUT_CASE, no dropout at all is 7 deviations away, rate 1 - p 14).
+DROP_SIGMAS = 6.0
+DROP_P = 0.25  # not 0.5: dropping with probability 1 - p instead of p must show
+SUBLAYERS = {"EncoderLayer": ["self_attn", "linear2"], "DecoderLayer": ["self_attn", "cross_attn", "linear2"]}
+NORMS = {"EncoderLayer": ["norm1", "norm2"], "DecoderLayer": ["norm1", "norm2", "norm3"]}
+
+
+def assert_inverted_dropout(got: torch.Tensor, undropped: torch.Tensor, p: float, *, what: str, hint: str) -> None:
+    """Each entry of `got` is 0 (dropped) or `undropped / (1 - p)` (kept, rescaled), and the share
+    dropped, among the entries whose undropped value is not 0, is p within DROP_SIGMAS deviations."""
+    got = checks.check_tensor(got, what=what, shape=tuple(undropped.shape))
+    tol = tolerances.ARCH_LAYER
+    scale = undropped.abs().clamp_min(1.0)
+    dropped = got.abs() <= tol.atol * scale
+    kept = (got - undropped / (1 - p)).abs() <= tol.atol * scale + tol.rtol * (undropped / (1 - p)).abs()
+    wrong = ~(dropped | kept)
+    if wrong.any():
+        checks.fail(f"{what}: {int(wrong.sum())} of {got.numel()} entries are neither 0 (dropped) nor the undropped "
+                    f"value scaled by 1/(1-p) = {1 / (1 - p):g} (kept)\n  see: {hint}")
+    live = undropped.abs() > 1e-6
+    share = dropped[live].double().mean().item()
+    if abs(share - p) > DROP_SIGMAS * (p * (1 - p) / int(live.sum())) ** 0.5:
+        checks.fail(f"{what}: with dropout={p} a share {share:.3f} of the entries was dropped; each entry is dropped "
+                    f"with probability p\n  see: {hint}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", [kind_param("EncoderLayer"), kind_param("DecoderLayer")])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_layer_drops_each_sublayer_output(student, kind, norm_first):
+    """In training mode, hooks show what each residual adds: 0 or the sublayer's output / (1 - p), entry by entry,
+    with a share p of zeros, for attention (self and cross) and the FFN; the attention layers get dropout=p too."""
+    case = replace(DROPOUT_CASE, kind=kind, norm_first=norm_first)
+    state = architecture_state(kind, case.init(), seed=case.seed)
+    call = forward_call(case)
+    subs, norms = SUBLAYERS[kind], NORMS[kind]
+    attentions = [f"self.{name}.dropout" for name in subs if name.endswith("attn")]
+    result = run_student(student, case, state, [
+        {"fn": "watch", "module": "$harness", "args": [{"$obj": "self"}, subs + norms], "store": "seen"}, call],
+        dropout=DROP_P, train=True, attrs=("seen", *attentions))
+    for attr in attentions:
+        if result.attrs[attr] != DROP_P:
+            checks.fail(f"{kind}(dropout={DROP_P}): {attr.removeprefix('self.')} is {result.attrs[attr]!r}; build "
+                        "nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)")
+    seen = result.attrs["seen"]
+    for name in subs + norms:
+        if len(seen[name]) != 1:
+            checks.fail(f"{name} ran {len(seen[name])} times in one forward pass; each runs once")
+    x = call["args"][0]
+    out = checks.check_tensor(result.outputs[1], what=f"{kind}(x) in training mode", shape=tuple(x.shape))
+    inputs = [first_arg(seen[name][0], name) for name in norms]
+    outputs = [seen[name][0]["output"] for name in norms]
+    for k, name in enumerate(subs):
+        branch = seen[name][0]["output"]
+        branch = branch[0] if isinstance(branch, list) else branch  # nn.MultiheadAttention returns (out, weights)
+        if norm_first:  # x_k = x_{k-1} + drop(sublayer(norm_k(x_{k-1}))); x_k is the next norm's input
+            before = x if k == 0 else inputs[k]
+            after = inputs[k + 1] if k + 1 < len(norms) else out
+            where = f"x + drop({name}(norm{k + 1}(x)))"
+        else:  # x_k = norm_k(x_{k-1} + drop(sublayer(x_{k-1}))): norm_k reads the sum
+            before = x if k == 0 else outputs[k - 1]
+            after = inputs[k]
+            where = f"norm{k + 1}(x + drop({name}(x)))"
+        assert_inverted_dropout(after - before, branch, DROP_P,
+                                what=f"{'pre' if norm_first else 'post'}-norm {kind}: what the residual around {name} "
+                                     "adds to the stream in training mode",
+                                hint=f"{where}: dropout acts on the sublayer's output only, never on the stream or "
+                                     "the sum")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", [kind_param(k) for k in MODELS])
+def test_embedding_dropout_on_the_sum(student, kind):
+    """In training mode what enters the first layer is 0 or (embedding * sqrt(d_model) + positions) / (1 - p), entry
+    by entry, with a share p of zeros: dropout on the embedded sum, in training mode only."""
+    case = replace(DROPOUT_CASE, kind=kind, padded=False)
+    state = architecture_state(kind, case.init(), seed=case.seed)
+    call = forward_call(case)
+    first = FIRST_LAYER[kind]
+    result = run_student(student, case, state, [
+        {"fn": "watch", "module": "$harness", "args": [{"$obj": "self"}, [first]], "store": "seen"}, call,
+        {"fn": "self.eval", "discard": True}, call], dropout=DROP_P, train=True, attrs=("seen",))
+    records = result.attrs["seen"][first]
+    if len(records) != 2:
+        checks.fail(f"{first} ran {len(records)} times in two forward passes, once expected in each")
+    trained, evaluated = (first_arg(record, first) for record in records)
+    assert_inverted_dropout(trained, evaluated, DROP_P,
+                            what=f"the input of {first} in training mode, against your own in eval mode",
+                            hint="dropout(embedding(tokens) * sqrt(d_model) + positions[:T]) in training mode, no "
+                                 "dropout in eval mode")
+
+
 # --- DecoderLayer ----------------------------------------------------------------------------
 
 

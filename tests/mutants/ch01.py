@@ -203,6 +203,64 @@ MUTANTS: list[Mutant] = [
         old="return vocab_size * d_model + num_layers * (encoder_layer + decoder_layer)",
         new="return 2 * vocab_size * d_model + num_layers * (encoder_layer + decoder_layer)",
     ),
+    # --- dropout: in training only, in the handout's place (issue 21) -----------------------------
+    Mutant(
+        name="encoder_attention_output_not_dropped",
+        tasks=('EncoderLayer',),
+        description="the encoder's self-attention output is added without dropout (the FFN's still drops)",
+        old="out, _ = self.self_attn(h, h, h, key_padding_mask=ignore, attn_mask=blocked, need_weights=False)  # (B, T, D)\n"
+            "        return self.dropout(out)",
+        new="out, _ = self.self_attn(h, h, h, key_padding_mask=ignore, attn_mask=blocked, need_weights=False)  # (B, T, D)\n"
+            "        return out",
+    ),
+    Mutant(
+        name="encoder_dropout_on_the_residual_sum",
+        tasks=('EncoderLayer',),
+        description="the encoder drops the FFN's residual sum, norm2(dropout(x + ffn(x))), not the FFN's output",
+        old="return self.norm2(x + self.feed_forward_block(x))  # (B, T, D)",
+        new="return self.norm2(self.dropout(x + self.feed_forward_block(x)))  # (B, T, D)",
+        also=(("return self.dropout(self.linear2(hidden))  # (B, T, D)", "return self.linear2(hidden)  # (B, T, D)"),),
+    ),
+    Mutant(
+        name="decoder_cross_attention_not_dropped",
+        tasks=('DecoderLayer',),
+        description="the decoder's cross-attention output is added without dropout",
+        old="out, _ = self.cross_attn(h, memory, memory, key_padding_mask=memory_ignore, need_weights=False)  # (B, T, D)\n"
+            "        return self.dropout(out)",
+        new="out, _ = self.cross_attn(h, memory, memory, key_padding_mask=memory_ignore, need_weights=False)  # (B, T, D)\n"
+            "        return out",
+    ),
+    Mutant(
+        name="encoder_attention_weights_not_dropped",
+        tasks=('EncoderLayer',),
+        description="the encoder's nn.MultiheadAttention is built without dropout (its weights are never dropped)",
+        old="self.self_attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)\n"
+            "        self.linear1",
+        new="self.self_attn = nn.MultiheadAttention(d_model, num_heads, batch_first=True)\n        self.linear1",
+    ),
+    Mutant(
+        name="encoder_dropout_always_on",
+        tasks=('EncoderLayer',),
+        description="the encoder's dropout ignores self.training (F.dropout(t, p) keeps dropping in eval mode)",
+        old="        self.dropout = nn.Dropout(dropout)\n        self.norm_first = norm_first\n        ### END SOLUTION\n\n"
+            "    def forward(self, x: Tensor, attention_mask",
+        new="        self.dropout = lambda t: nn.functional.dropout(t, dropout)\n        self.norm_first = norm_first\n"
+            "        ### END SOLUTION\n\n    def forward(self, x: Tensor, attention_mask",
+    ),
+    Mutant(
+        name="embedding_not_dropped",
+        tasks=('EncoderOnly',),
+        description="the embedded tokens plus positions enter the first layer without dropout",
+        old="return self.embedding_dropout(scaled + self.positions[:length])  # (B, T, D)",
+        new="return scaled + self.positions[:length]  # (B, T, D)",
+    ),
+    Mutant(
+        name="embedding_dropout_before_positions",
+        tasks=('DecoderOnly',),
+        description="dropout on the scaled embedding before the positions are added, not on the sum",
+        old="return self.embedding_dropout(scaled + self.positions[:length])  # (B, T, D)",
+        new="return self.embedding_dropout(scaled) + self.positions[:length]  # (B, T, D)",
+    ),
 ]
 
 VALID_VARIANTS: list[Mutant] = [
