@@ -41,6 +41,11 @@ class Chapter:
     # Seconds a grade of the reference takes (public and hidden suites, the worker's boot
     # included): the scale of the chapter's wall-clock budget (`budget_s`).
     reference_s: float = 0.0
+    # Points of the public and of the hidden suite. The student release has no hidden suite, so
+    # its reports and README take the hidden share from here; tests/test_feedback.py checks both
+    # figures against a grade of the reference.
+    public_points: float = 0.0
+    hidden_points: float = 0.0
 
     @property
     def slug(self) -> str:
@@ -68,31 +73,38 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter(1, "transformer_architecture", ("transformer_full",), "01_transformer_architecture.md",
             banned=("torch.nn.Transformer", "torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder",
                     "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer"),
-            reference_s=8.8),
+            reference_s=8.8,
+            public_points=27, hidden_points=61),
     Chapter(2, "multi_head_attention", ("multi_head_attention",), "02_multi_head_attention.md",
             banned=("torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.softmax",
                     "torch.softmax", "torch.special.softmax", "torch.nn.Softmax", "torch.nn.MultiheadAttention",
-                    "Tensor.softmax"), reference_s=5.3),
+                    "Tensor.softmax"), reference_s=5.3,
+            public_points=28, hidden_points=38),
     Chapter(3, "positional_encodings", ("positional_encoding",), "03_positional_encodings.md",
-            uses=("multi_head_attention",), reference_s=3.6),
+            uses=("multi_head_attention",), reference_s=3.6,
+            public_points=20, hidden_points=34),
     Chapter(4, "feedforward_networks", ("feedforward",), "04_feedforward_networks.md",
             banned=("torch.nn.functional.relu", "torch.nn.functional.relu_", "torch.relu", "torch.relu_",
                     "torch.nn.functional.gelu", "torch.nn.functional.silu", "torch.nn.ReLU", "torch.nn.GELU",
-                    "torch.nn.SiLU", "Tensor.relu", "Tensor.relu_"), reference_s=5.6),
+                    "torch.nn.SiLU", "Tensor.relu", "Tensor.relu_"), reference_s=5.6,
+            public_points=31, hidden_points=40),
     Chapter(5, "layer_normalization", ("normalization",), "05_layer_normalization.md",
             banned=("torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm", "torch.nn.functional.batch_norm",
                     "torch.nn.LayerNorm", "torch.nn.RMSNorm", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d"),
-            reference_s=3.7),
+            reference_s=3.7,
+            public_points=18, hidden_points=30),
     Chapter(6, "training_dynamics", ("training_loop",), "06_training_dynamics.md",
             banned=("torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss",
                     "torch.nn.functional.log_softmax", "torch.log_softmax", "torch.special.log_softmax",
                     "Tensor.log_softmax", "torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss",
                     "torch.nn.utils.clip_grad_norm_", "torch.optim.Adam", "torch.optim.AdamW",
                     "torch.optim.lr_scheduler.CosineAnnealingLR", "torch.optim.lr_scheduler.LambdaLR",
-                    "torch.optim.lr_scheduler.OneCycleLR"), reference_s=11.0),
+                    "torch.optim.lr_scheduler.OneCycleLR"), reference_s=11.0,
+            public_points=24, hidden_points=52),
     Chapter(7, "capstone", ("gpt", "train_gpt"), "07_capstone.md",
             uses=("multi_head_attention", "positional_encoding", "feedforward", "normalization", "training_loop"),
-            reference_s=11.8),
+            reference_s=11.8,
+            public_points=31, hidden_points=23),
 )
 
 

@@ -95,8 +95,8 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
             f"  allowed: {formula} ({tol.reason})" + ("" if scale is None else f"; here {allowed[index].item():.3g}"),
         ]
     elif not error_size:
-        lines = [f"{what}: {int(bad.sum())} of {a.numel()} entries are off by more than the allowed {formula} "
-                 f"({tol.reason})"]
+        lines = [(f"{what}: {int(bad.sum())} of {a.numel()} entries are off by more than the allowed {formula} "
+                  f"({tol.reason})")]
     else:
         lines = [
             f"{what}: {int(bad.sum())} of {a.numel()} entries are off",

@@ -6,6 +6,8 @@ steps, in order:
 
     clear         an empty destination, so no file of an older release survives
     copy_allowed  ALLOWED, minus SKIPPED and build junk
+    write_points  a "Points per chapter" section at the end of the release's README: the
+                  public and hidden points of each chapter, from the chapter table
     scan          every text file against the reference's solution lines and the hidden
                   tests' names and lines; any hit removes the tree and raises LeakError
                   (before the figures, which take half a minute: a leak fails fast)
@@ -151,6 +153,7 @@ def build(dest: Path = DEFAULT_DEST, root: Path = ROOT) -> Release:
     clear(dest)
     release = Release(dest)
     release.written.update(copy_allowed(root, dest))
+    write_points(dest)
     found = needles(root)
     # Scanned before the figures are drawn (half a minute): a leak in a copied page stops the
     # build in seconds. Scanned again after, for the tables the figure script writes.
@@ -237,6 +240,33 @@ def copy_allowed(root: Path, dest: Path) -> dict[str, list[str]]:
             shutil.copy2(source, target)
             written[entry] = [entry]
     return written
+
+
+POINTS_HEADING = "## Points per chapter"
+
+
+def points_section(graded: tuple[chapters.Chapter, ...] = chapters.CHAPTERS) -> str:
+    """The release README's section on how the points split: per chapter, the public tests'
+    points (what `nox -s grade` gives) and the hidden tests' (run when the instructor grades)."""
+    rows = [f"| {c.number:02d} {c.id} | {c.public_points:g} | {c.hidden_points:g} | "
+            f"{c.public_points + c.hidden_points:g} |" for c in graded]
+    public = sum(c.public_points for c in graded)
+    hidden = sum(c.hidden_points for c in graded)
+    intro = (f"`nox -s grade` runs the public tests: {public:g} of the course's {public + hidden:g} points. The other "
+             f"{hidden:g} are in hidden tests that run when your instructor grades; they check the same handouts "
+             "(the docstrings) on other inputs, so a full public score is a good sign, not the whole grade. "
+             "The report shows, per chapter, your public score and the points its hidden tests hold.")
+    return "\n".join([
+        POINTS_HEADING, "", intro, "",
+        "| chapter | public | hidden | total |", "|---|---:|---:|---:|", *rows,
+        f"| all | {public:g} | {hidden:g} | {public + hidden:g} |", ""])
+
+
+def write_points(dest: Path) -> None:
+    """Append `points_section` to the release's README (the repository's README has no such
+    section: the instructor tree grades with the hidden tests, and shows their scores)."""
+    readme = dest / "README.md"
+    readme.write_text(readme.read_text().rstrip("\n") + "\n\n" + points_section())
 
 
 def copy_figures(figures: list[Path], dest: Path) -> list[str]:

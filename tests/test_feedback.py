@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
 
-from graders import _child, checks
+from graders import _child, chapters, checks, plugin, release, report
 from graders.plugin import _failing_case
 from graders.tolerances import Tolerance
-from tests.conftest import REFERENCE, chapter_entry, grade, tree_with
+from tests.conftest import REFERENCE, ROOT, chapter_entry, grade, tree_with
 from tests.leaks import hidden_leaks
 
 # Messages that give the expected value away, each with the problem `hidden_leaks` must name.
@@ -33,8 +38,8 @@ CLEAN = [
     "out: expected shape (2, 3), got (3, 2)",
     "out: expected dtype torch.float32 (the input's), got torch.float64",
     "out: expected a Tensor, got list",
-    "out: 3 of 6 entries are off\n  largest error 0.111 at index (0, 1)\n"
-    "  allowed: 1.2e-07 + 1.2e-07 * |expected| (float32 rounding of a few sums)",
+    ("out: 3 of 6 entries are off\n  largest error 0.111 at index (0, 1)\n"
+     "  allowed: 1.2e-07 + 1.2e-07 * |expected| (float32 rounding of a few sums)"),
     "out: 3 of 6 entries are off; at index (0, 1) you returned 0.5",
     "gelu(x, approximate='tanh') at x = +-1, +-2, +-3 is off by up to 0.0031",
     "Hooks on norm1 and norm2: where each sits relative to the residual",
@@ -206,3 +211,77 @@ def test_one_root_cause_is_explained_once(tmp_path):
         if test["visibility"] == "hidden" and test["status"] != "passed":
             assert hidden_leaks(test["message"]) == [], test["message"]
             assert "Failing case: " not in test["message"] or "seed" not in test["message"], test["message"]
+
+
+# --- the hidden share, shown to the student ---------------------------------------------------
+
+COUNT_POINTS = """
+import collections, json, sys
+import pytest
+from graders.plugin import chapter_of, visibility_of
+
+class Count:
+    points = collections.Counter()
+    def pytest_collection_finish(self, session):
+        for item in session.items:
+            key = f"{chapter_of(item.path).id} {visibility_of(item.path)}"
+            self.points[key] += float(item.get_closest_marker("points").args[0])
+
+code = pytest.main(["-c", "graders/pytest.ini", "--collect-only", "-q", "-p", "graders.plugin",
+                    "graders/public", "graders/hidden"], plugins=[Count()])
+print(json.dumps(Count.points))
+sys.exit(code)
+"""
+
+
+def test_chapter_table_holds_each_suites_points():
+    """The release has no hidden suite: its reports and README take the hidden share from the
+    chapter table, so the table's figures must be the suites' own (counted by collecting them)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")} | {"PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", COUNT_POINTS], cwd=ROOT, capture_output=True, text=True, env=env,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    counted = json.loads(result.stdout.strip().splitlines()[-1])
+    suites = {c.id: (counted.get(f"{c.id} public", 0.0), counted.get(f"{c.id} hidden", 0.0)) for c in chapters.CHAPTERS}
+    table = {c.id: (c.public_points, c.hidden_points) for c in chapters.CHAPTERS}
+    assert table == suites, f"graders/chapters.py's public_points, hidden_points should be {suites}"
+
+
+def record(visibility: str, status: str, points: float = 2.0) -> plugin.TestRecord:
+    return plugin.TestRecord("feedforward_networks", f"test_{visibility}_{status}", visibility, points, status, "")
+
+
+def test_a_public_grade_says_what_the_hidden_tests_hold():
+    chapter = chapters.find("feedforward_networks")
+    grade = report.grade_json(REFERENCE, [chapter], [record("public", "passed"), record("public", "failed")])
+    entry = grade["chapters"][0]
+    assert entry["public"] == {"score": 2.0, "max_score": 4.0}
+    assert entry["hidden"] == {"ran": False, "score": None, "max_score": chapter.hidden_points}
+    assert entry["summary"] == f"2/4 public; {chapter.hidden_points:g} more points in hidden tests your instructor runs"
+    assert grade["score"] == 2.0 and grade["max_score"] == 4.0 and grade["hidden_points_not_run"] == chapter.hidden_points
+    text = report.table(grade)
+    row = next(line for line in text.splitlines() if line.startswith("feedforward_networks"))
+    assert row.split()[1:4] == ["2", "/", "4"] and row.endswith(f"2 / 4  {chapter.hidden_points:g} more, not run")
+    assert f"{chapter.hidden_points:g} more points are in hidden tests your instructor runs" in text
+
+
+def test_an_instructor_grade_shows_public_and_hidden_scores_apart():
+    chapter = chapters.find("feedforward_networks")
+    grade = report.grade_json(REFERENCE, [chapter], [record("public", "passed"), record("hidden", "passed", 3.0),
+                                                     record("hidden", "failed", 5.0)])
+    entry = grade["chapters"][0]
+    assert entry["hidden"] == {"ran": True, "score": 3.0, "max_score": 8.0} and entry["summary"] == "2/2 public, 3/8 hidden"
+    assert grade["hidden_points_not_run"] == 0
+    text = report.table(grade)
+    assert "more points are in hidden tests" not in text
+    assert next(line for line in text.splitlines() if line.startswith("feedforward_networks")).endswith("2 / 2  3 / 8")
+
+
+def test_release_readme_splits_the_points_per_chapter():
+    section = release.points_section()
+    for chapter in chapters.CHAPTERS:
+        assert (f"| {chapter.number:02d} {chapter.id} | {chapter.public_points:g} | {chapter.hidden_points:g} | "
+                f"{chapter.public_points + chapter.hidden_points:g} |") in section
+    public = sum(c.public_points for c in chapters.CHAPTERS)
+    hidden = sum(c.hidden_points for c in chapters.CHAPTERS)
+    assert f"| all | {public:g} | {hidden:g} | {public + hidden:g} |" in section

@@ -11,11 +11,13 @@ STATUSES = {"passed", "failed", "error", "timeout"}
 
 
 def test_grade_json_shape(reference_grade):
-    assert set(reference_grade) == {"impl", "score", "max_score", "chapters"}
+    assert set(reference_grade) == {"impl", "score", "max_score", "hidden_points_not_run", "chapters"}
+    assert reference_grade["hidden_points_not_run"] == 0  # the instructor's tree runs every hidden suite
     for chapter in reference_grade["chapters"]:
-        assert set(chapter) == {"id", "score", "max_score", "tests", "sandbox"}
+        assert set(chapter) == {"id", "score", "max_score", "public", "hidden", "summary", "tests", "sandbox"}
         assert chapter["sandbox"]["mode"] in ("namespaces", "basic")  # how the chapter's worker was confined
         assert chapter["score"] == sum(t["score"] for t in chapter["tests"])
+        assert chapter["hidden"]["ran"] and chapter["score"] == chapter["public"]["score"] + chapter["hidden"]["score"]
         for test in chapter["tests"]:
             assert set(test) == {"name", "score", "max_score", "visibility", "status", "message"}
             assert test["visibility"] in ("public", "hidden") and test["status"] in STATUSES
