@@ -8,6 +8,7 @@ the expected values or this file's source.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -277,9 +278,13 @@ def test_attention_dropout_is_inverted(student, reference, case, p):
     _, clean = reference_attention(reference, t)
     w = checks.check_tensor(weights, what="weights", shape=tuple(clean.shape))
     kept = w != 0
-    checks.assert_close(w[kept], clean[kept] / (1 - p), tolerances.ATTENTION[torch.float64],
+    tol = tolerances.ATTENTION[torch.float64]
+    # Name the scaling only when the kept weights are the undropped ones, unscaled.
+    unscaled = torch.allclose(w[kept], clean[kept], rtol=tol.rtol, atol=tol.atol)
+    checks.assert_close(w[kept], clean[kept] / (1 - p), tol,
                         what=f"kept weights (they should be scaled by 1/(1-p) = {1 / (1 - p):g})",
-                        hint="inverted dropout keeps the expected weight unchanged")
+                        hint="your kept weights are not rescaled: inverted dropout divides them by 1 - p, so each "
+                        "weight's expected value is unchanged" if unscaled else "")
     checks.assert_close(out, w @ t["v"], tolerances.ATTENTION[torch.float64], what="out vs your weights @ v",
                         hint="dropout applies to the weights that multiply v")
 
@@ -520,13 +525,79 @@ def test_mha_dropout_only_in_training(student, reference, case):
     evaluated = student.module("MultiHeadAttention", init, state_dict=state, calls=[forward_call(inputs)],
                                dtype=case.dtype, train=False)
     ref_out, _ = reference_mha(reference, case.init, state, **inputs)
-    checks.assert_close(evaluated.output[0], ref_out, tolerances.LAYER[torch.float64], what="out in eval mode",
-                        hint="dropout is active only in training mode (self.training)")
+    tol = tolerances.LAYER[torch.float64]
+    out = checks.check_tensor(evaluated.output[0], what="out in eval mode", shape=tuple(ref_out.shape))
+    if not torch.allclose(out, ref_out, rtol=tol.rtol, atol=tol.atol):
+        # Blame dropout only when the same layer built with dropout=0 is right.
+        free = student.module("MultiHeadAttention", case.init, state_dict=state, calls=[forward_call(inputs)],
+                              dtype=case.dtype, train=False).output[0]
+        free = checks.check_tensor(free, what="out with dropout=0", shape=tuple(ref_out.shape))
+        hint = ("dropout is active only in training mode (self.training): with dropout=0 your layer is right, with "
+                "dropout=0.5 in eval mode it is not" if torch.allclose(free, ref_out, rtol=tol.rtol, atol=tol.atol)
+                else "")
+        checks.assert_close(out, ref_out, tol, what="out in eval mode, dropout=0.5", hint=hint)
     trained = student.module("MultiHeadAttention", init, state_dict=state, calls=[forward_call(inputs)],
                              dtype=case.dtype, train=True, seed=case.seed)
     weights = checks.check_tensor(trained.output[1], what="weights in training mode")
     if case.kv_len * case.q_len * case.num_heads * case.batch >= 16 and not (weights == 0).any():
         checks.fail(f"in training mode with dropout=0.5 none of {weights.numel()} weights was dropped")
+
+
+# Dropout counts are binomial: a share of dropped weights within this many standard deviations
+# of p is accepted (a correct dropout falls outside once in 10^9 draws; on the >= 144 unmasked
+# weights of these cases no dropout at all is 6.9 deviations away, rate 1 - p 14).
+DROP_SIGMAS = 6.0
+DROP_P = 0.25  # not 0.5: dropping with probability 1 - p instead of p must show
+
+
+def output_from_weights(case, state: dict, value: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """out_proj(merge_heads(weights @ V)) in float64, V from v_proj as the contract lays the heads out
+    (contiguous slices; query head h reads kv head h // R)."""
+    def linear(x, name):
+        bias = state.get(f"{name}.bias")
+        return F.linear(x, state[f"{name}.weight"].double(), None if bias is None else bias.double())
+
+    head_dim = case.d_model // case.num_heads
+    v = linear(value.double(), "v_proj")  # (B, S, Hkv * Dh)
+    v = v.view(v.shape[0], v.shape[1], case.num_kv_heads, head_dim).transpose(1, 2)  # (B, Hkv, S, Dh)
+    v = v.repeat_interleave(case.num_heads // case.num_kv_heads, dim=1)  # (B, H, S, Dh)
+    merged = (weights.double() @ v).transpose(1, 2).reshape(v.shape[0], -1, case.d_model)  # (B, T, D)
+    return linear(merged, "out_proj")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("MultiHeadAttention")
+@given(case=strategies.mha_cases(masks=NO_EMPTY_ROWS, dtype=torch.float64))
+def test_mha_dropout_acts_on_the_weights(student, reference, case):
+    """In training mode the returned weights are 0 or your eval-mode weights / (1 - p), with a share p of zeros, and
+    out is out_proj of those dropped weights times the values (dropout=0.25, need_weights=True)."""
+    case = replace(case, batch=4, q_len=8, kv_len=8)
+    state = state_dict_for(reference, case.init, case.seed, case.dtype)
+    inputs = case.inputs()
+    result = student.module("MultiHeadAttention", case.init | {"dropout": DROP_P}, state_dict=state, dtype=case.dtype,
+                            train=True, seed=case.seed,
+                            calls=[forward_call(inputs), {"fn": "self.eval", "discard": True}, forward_call(inputs)])
+    shape = (case.batch, case.num_heads, case.q_len, case.kv_len)
+    trained, evaluated = result.outputs[0], result.outputs[2]
+    weights = checks.check_tensor(trained[1], what="weights in training mode", shape=shape)
+    clean = checks.check_tensor(evaluated[1], what="weights in eval mode", shape=shape)
+    hint = "dropout(softmax(scores)): the weights are dropped after the softmax, and those dropped weights multiply v"
+    tol = tolerances.LAYER[torch.float64]
+    dropped = weights.abs() <= tol.atol
+    kept = (weights - clean / (1 - DROP_P)).abs() <= tol.atol + tol.rtol * (clean / (1 - DROP_P)).abs()
+    wrong = ~(dropped | kept)
+    if wrong.any():
+        checks.fail(f"with dropout={DROP_P}, {int(wrong.sum())} of {weights.numel()} training-mode weights are neither 0 "
+                    f"(dropped) nor your eval-mode weight scaled by 1/(1-p) = {1 / (1 - DROP_P):g} (kept)\n  see: {hint}")
+    live = clean > 1e-9
+    share = dropped[live].double().mean().item()
+    if abs(share - DROP_P) > DROP_SIGMAS * (DROP_P * (1 - DROP_P) / int(live.sum())) ** 0.5:
+        checks.fail(f"with dropout={DROP_P} you dropped a share {share:.3f} of the attention weights in training mode; "
+                    f"each is dropped with probability p\n  see: {hint}")
+    value = inputs["key"] if inputs["key"] is not None else inputs["query"]
+    out = checks.check_tensor(trained[0], what="out in training mode", shape=(case.batch, case.q_len, case.d_model))
+    checks.assert_close(out, output_from_weights(case, state, value, weights), tol,
+                        what="out in training mode vs out_proj(your returned weights @ v)", hint=hint)
 
 
 @pytest.mark.points(1)

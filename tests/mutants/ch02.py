@@ -279,6 +279,31 @@ MUTANTS: list[Mutant] = [
         old="return self.out_proj(out), (weights if need_weights else None)",
         new="return out, (weights if need_weights else None)",
     ),
+    # --- dropout: in training only, on the weights after the softmax (issue 21) -----------------
+    Mutant(
+        name="mha_dropout_rate_one_minus_p",
+        tasks=('MultiHeadAttention',),
+        description="the layer passes 1 - dropout as the drop probability (keep and drop confused)",
+        old="dropout_p = self.dropout if self.training else 0.0",
+        new="dropout_p = 1.0 - self.dropout if self.training else 0.0",
+    ),
+    Mutant(
+        name="mha_dropout_on_the_output",
+        tasks=('MultiHeadAttention',),
+        description="the layer drops its output instead of the attention weights",
+        old="return self.out_proj(out), (weights if need_weights else None)",
+        new="return nn.functional.dropout(self.out_proj(out), self.dropout, self.training), "
+            "(weights if need_weights else None)",
+        also=(("out, weights = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias, dropout_p=dropout_p)",
+               "out, weights = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias, dropout_p=0.0)"),),
+    ),
+    Mutant(
+        name="sdpa_dropout_on_the_scores",
+        tasks=('scaled_dot_product_attention',),
+        description="dropout on the scores before the softmax instead of on the weights after it",
+        old="weights = softmax(scores, dim=-1)  # (..., Tq, Tk), rows sum to 1 (or are all 0)\n    if dropout_p > 0.0:",
+        new="weights = softmax(nn.functional.dropout(scores, dropout_p), dim=-1)  # (..., Tq, Tk)\n    if False:",
+    ),
 ]
 
 # Graded by chapter 03 (`tests/test_chapter03.py`), so their `tasks` are chapter 03's.
