@@ -261,3 +261,10 @@ def sample(session: nox.Session) -> None:
     if not any(a == "--checkpoint" or a.startswith("--checkpoint=") for a in args):
         args = ["--checkpoint", "reports/capstone/cpu-tiny", *args]
     _capstone(session, "sample", *args)
+
+
+@nox.session(default=False)
+def mutation(session: nox.Session) -> None:
+    """Grade mutants generated from the reference's solution regions (--chapter ID, --sample N, --jobs N)."""
+    _instructor_only(session, "reference_solutions/", "graders/hidden/", "tests/mutants/")
+    session.run(_python(session), "-m", "tests.mutants", *session.posargs, external=True)
