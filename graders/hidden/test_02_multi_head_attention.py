@@ -550,6 +550,11 @@ DROP_SIGMAS = 6.0
 DROP_P = 0.25  # not 0.5: dropping with probability 1 - p instead of p must show
 
 
+def grown(case: strategies.MHACase) -> strategies.MHACase:
+    """`case` with 4 sequences of 8 queries and 8 keys: >= 144 unmasked weights to count."""
+    return replace(case, batch=4, q_len=8, kv_len=8)
+
+
 def output_from_weights(case, state: dict, value: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """out_proj(merge_heads(weights @ V)) in float64, V from v_proj as the contract lays the heads out
     (contiguous slices; query head h reads kv head h // R)."""
@@ -567,11 +572,10 @@ def output_from_weights(case, state: dict, value: torch.Tensor, weights: torch.T
 
 @pytest.mark.points(1)
 @pytest.mark.task("MultiHeadAttention")
-@given(case=strategies.mha_cases(masks=NO_EMPTY_ROWS, dtype=torch.float64))
+@given(case=strategies.mha_cases(masks=NO_EMPTY_ROWS, dtype=torch.float64).map(grown))
 def test_mha_dropout_acts_on_the_weights(student, reference, case):
     """In training mode the returned weights are 0 or your eval-mode weights / (1 - p), with a share p of zeros, and
     out is out_proj of those dropped weights times the values (dropout=0.25, need_weights=True)."""
-    case = replace(case, batch=4, q_len=8, kv_len=8)
     state = state_dict_for(reference, case.init, case.seed, case.dtype)
     inputs = case.inputs()
     result = student.module("MultiHeadAttention", case.init | {"dropout": DROP_P}, state_dict=state, dtype=case.dtype,

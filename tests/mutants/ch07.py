@@ -190,6 +190,51 @@ MUTANTS: list[Mutant] = [
         old="positions = torch.arange(start, start + t, device=x.device)  # (T,)",
         new="positions = torch.arange(t, device=x.device)  # (T,)",
     ),
+    # --- dropout: in training only, in the handout's places (issue 21) ----------------------------
+    Mutant(
+        name="gpt_embedding_not_dropped",
+        tasks=('GPT',),
+        description="the embedded tokens enter the first block without dropout",
+        old="        x = self.dropout(x)  # (B, T, D)\n",
+        new="",
+    ),
+    Mutant(
+        name="block_dropout_on_the_residual_sum",
+        tasks=('GPT',),
+        description="the block drops the attention residual's sum, dropout(x + attn(...)), not attention's output",
+        old="x = x + self.dropout(attended)  # (B, T, D)",
+        new="x = self.dropout(x + attended)  # (B, T, D)",
+    ),
+    Mutant(
+        name="block_ffn_dropped_twice",
+        tasks=('GPT',),
+        description="the block drops the FFN's output again, on top of the FFN's own dropout",
+        old="return x + self.ffn(self.ffn_norm(x))  # (B, T, D)",
+        new="return x + self.dropout(self.ffn(self.ffn_norm(x)))  # (B, T, D)",
+    ),
+    Mutant(
+        name="block_attention_weights_not_dropped",
+        tasks=('GPT',),
+        description="the block builds MultiHeadAttention without dropout (its weights are never dropped)",
+        old="self.attn = MultiHeadAttention(config.d_model, config.n_head, config.n_kv_head, dropout=config.dropout,",
+        new="self.attn = MultiHeadAttention(config.d_model, config.n_head, config.n_kv_head,",
+    ),
+    Mutant(
+        name="ffn_built_without_dropout",
+        tasks=('GPT',),
+        description="build_ffn leaves the FFN's dropout at its default 0",
+        old="return FeedForward(config.d_model, config.d_ff, activation=\"gelu\", dropout=config.dropout, bias=config.bias)",
+        new="return FeedForward(config.d_model, config.d_ff, activation=\"gelu\", bias=config.bias)",
+        also=(("multiple_of=SWIGLU_MULTIPLE_OF, bias=config.bias,\n                      dropout=config.dropout)",
+               "multiple_of=SWIGLU_MULTIPLE_OF, bias=config.bias)"),),
+    ),
+    Mutant(
+        name="gpt_dropout_always_on",
+        tasks=('GPT',),
+        description="the model's embedding dropout ignores self.training (F.dropout(x, p) in eval mode too)",
+        old="        x = self.dropout(x)  # (B, T, D)\n",
+        new="        x = F.dropout(x, self.config.dropout)  # (B, T, D)\n",
+    ),
 ]
 
 VALID_VARIANTS: list[Mutant] = [
