@@ -257,7 +257,7 @@ def test_mha_golden(student, snapshot, num_kv_heads):
 
 @pytest.mark.points(1)
 @pytest.mark.task("MultiHeadAttention")
-def test_mha_dropout_only_in_training(student):
+def test_mha_dropout_acts_in_training_mode_only(student):
     """MultiHeadAttention(dropout=0.5) in eval mode equals the dropout-free layer; in training mode it does not."""
     shapes = {"q_proj.weight": (16, 16), "q_proj.bias": (16,), "k_proj.weight": (16, 16), "k_proj.bias": (16,),
               "v_proj.weight": (16, 16), "v_proj.bias": (16,), "out_proj.weight": (16, 16), "out_proj.bias": (16,)}

@@ -180,7 +180,7 @@ def test_rope_keeps_norms(student, case):
 
 @pytest.mark.points(1)
 @pytest.mark.task("RotaryEmbedding")
-def test_rope_far_positions(student):
+def test_rope_turns_by_p_radians_at_far_positions(student):
     """RotaryEmbedding(2) turns (1, 0) at position p into (cos p, sin p), for p up to 1e5 (no length limit)."""
     positions = torch.tensor([1, 4095, 5000, 100_000])
     x = torch.tensor([[1.0, 0.0]] * 4, dtype=torch.float64)
@@ -197,7 +197,7 @@ def test_rope_far_positions(student):
 @pytest.mark.points(1)
 @pytest.mark.task("RotaryEmbedding")
 @pytest.mark.parametrize("head_dim", [3, 5])
-def test_rope_rejects_odd_head_dim(student, head_dim):
+def test_rope_refuses_an_odd_head_dim(student, head_dim):
     """An odd head_dim leaves a dimension without a partner: RotaryEmbedding(head_dim) raises ValueError."""
     checks.expect_value_error(lambda: student.module("RotaryEmbedding", {"head_dim": head_dim}, calls=[]),
                               what=f"RotaryEmbedding({head_dim})")
@@ -227,7 +227,7 @@ def test_attention_with_rope_golden(student, snapshot):
 
 @pytest.mark.points(1)
 @pytest.mark.task("RotaryEmbedding")
-def test_attention_with_rope_through_a_cache(student):
+def test_rope_attention_through_a_kv_cache(student):
     """Decoding 3 then 2 tokens through a KVCache with rope gives the full causal pass's output (positions 3, 4 next)."""
     x = randn((1, 5, 16), seed=13)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()

@@ -67,6 +67,49 @@ def test_layernorm_rows_have_zero_mean_unit_variance(student):
 
 
 @pytest.mark.points(1)
+@pytest.mark.task("LayerNorm")
+def test_layernorm_over_two_trailing_dims(student):
+    """LayerNorm((2, 4)) takes one mean and variance over each whole (2, 4) slice, not one per row of 4."""
+    x = randn((3, 2, 4), seed=12, scale=5.0, dtype=torch.float64) + torch.tensor([[0.0], [10.0]], dtype=torch.float64)
+    result = student.module("LayerNorm", {"normalized_shape": (2, 4), "eps": 1e-12, "elementwise_affine": False},
+                            dtype=torch.float64, calls=[{"fn": "self.forward", "args": [x]}])
+    y = checks.check_tensor(result.output, what="LayerNorm((2, 4))(x)", shape=(3, 2, 4))
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    expected = (x - mean) / (x.var(dim=(-2, -1), unbiased=False, keepdim=True) + 1e-12).sqrt()
+    checks.assert_close(y, expected, tolerances.norm(torch.float64), what="LayerNorm((2, 4))(x)", reveal=True,
+                        hint="the statistics run over every dim of normalized_shape, not only the last")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("LayerNorm")
+def test_layernorm_keeps_half_precision(student):
+    """A float16 input comes back as float16, finite and right even when its squared deviations overflow float16."""
+    x = torch.tensor([[1000.0, -1000.0, 500.0, 0.0]], dtype=torch.float16)
+    result = student.module("LayerNorm", {"normalized_shape": 4}, calls=[{"fn": "self.forward", "args": [x]}])
+    y = checks.check_tensor(result.output, what="LayerNorm(x) for float16 x", shape=(1, 4), dtype=torch.float16)
+    h = x.float()
+    expected = (h - h.mean()) / (h.var(unbiased=False) + 1e-5).sqrt()
+    checks.assert_close(y, expected, tolerances.norm(torch.float16), what="LayerNorm(x) in float16", reveal=True,
+                        hint="compute the statistics in float32 (x.float()), return in x's dtype")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("LayerNorm")
+def test_layernorm_gradient_flows_through_the_statistics(student):
+    """d <g, LayerNorm(x)> / dx is the formula's: (g - mean(g) - y * mean(g * y)) / std, mean and variance included."""
+    x = randn((2, 6), seed=13, scale=2.0, dtype=torch.float64)
+    g = randn((2, 6), seed=14, dtype=torch.float64)
+    result = student.module("LayerNorm", {"normalized_shape": 6, "elementwise_affine": False}, dtype=torch.float64,
+                            calls=[{"fn": "self.forward", "args": [x]}], upstream=g, output=())
+    std = (x.var(dim=-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    y = (x - x.mean(dim=-1, keepdim=True)) / std
+    expected = (g - g.mean(dim=-1, keepdim=True) - y * (g * y).mean(dim=-1, keepdim=True)) / std
+    checks.assert_close(result.input_grads.get("0"), expected, tolerances.norm_grad(torch.float64),
+                        what="d <g, LayerNorm(x)> / dx", reveal=True,
+                        hint="the mean and the variance depend on x: never detach them or compute them under no_grad")
+
+
+@pytest.mark.points(1)
 @pytest.mark.task("RMSNorm")
 def test_rmsnorm_golden(student, snapshot):
     """RMSNorm(8) with a fixed weight on fixed x matches the golden output (no mean subtracted)."""
@@ -90,6 +133,18 @@ def test_rmsnorm_keeps_half_precision(student):
 
 
 @pytest.mark.points(1)
+@pytest.mark.task("RMSNorm")
+def test_rmsnorm_eps_inside_the_root(student):
+    """RMSNorm(4, eps=1) maps a row of ones to 1 / sqrt(1 + 1) = 0.7071: eps is added under the square root."""
+    result = student.module("RMSNorm", {"d_model": 4, "eps": 1.0}, calls=[{"fn": "self.forward",
+                                                                           "args": [torch.ones(1, 4)]}])
+    y = checks.check_tensor(result.output, what="RMSNorm(4, eps=1)(ones)", shape=(1, 4))
+    checks.assert_close(y, torch.full((1, 4), 0.5 ** 0.5), tolerances.norm(torch.float32),
+                        what="RMSNorm(4, eps=1) on a row of ones", reveal=True,
+                        hint="x * rsqrt(mean(x**2) + eps), not x / (sqrt(mean(x**2)) + eps)")
+
+
+@pytest.mark.points(1)
 @pytest.mark.task("BatchNorm")
 def test_batchnorm_training_step_golden(student, snapshot):
     """One training step of BatchNorm(4) on (3, 5, 4): the output and the updated running statistics."""
@@ -100,6 +155,57 @@ def test_batchnorm_training_step_golden(student, snapshot):
                            "running_var": result.attrs["self.running_var"]},
                           {torch.float32: tolerances.norm(torch.float32)},
                           hint="running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("BatchNorm")
+def test_fresh_batchnorm_in_eval_mode_uses_running_stats(student):
+    """A fresh BatchNorm(4) in eval mode uses its running statistics (mean 0, variance 1): x / sqrt(1 + eps)."""
+    x = randn((3, 5, 4), seed=8, scale=2.0) + 1.0
+    result = student.module("BatchNorm", {"num_features": 4}, calls=[{"fn": "self.forward", "args": [x]}])
+    y = checks.check_tensor(result.output, what="BatchNorm(4) in eval mode", shape=(3, 5, 4))
+    checks.assert_close(y, x / (1 + 1e-5) ** 0.5, tolerances.norm(torch.float32), what="BatchNorm(4) in eval mode",
+                        reveal=True, hint="in eval mode normalize with running_mean and running_var, not the batch's")
+
+
+def residual_block(student, init: dict, calls: list[dict], **kwargs):
+    """ResidualBlock around an nn.Linear(6, 6) named `linear`, built with `init` (sublayer and d_model added)."""
+    objects = {"linear": {"cls": "Linear", "module": "torch.nn", "init": {"in_features": 6, "out_features": 6}}}
+    return student.module("ResidualBlock", {"sublayer": {"$obj": "linear"}, "d_model": 6} | init, objects=objects,
+                          calls=calls, **kwargs)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("ResidualBlock")
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm", "batchnorm"])
+def test_residual_block_builds_the_named_norm(student, norm):
+    """norm="layernorm" has norm.weight and norm.bias; "rmsnorm" norm.weight only; "batchnorm" also running stats."""
+    expected = {"layernorm": {"norm.weight": [6], "norm.bias": [6]}, "rmsnorm": {"norm.weight": [6]},
+                "batchnorm": {"norm.weight": [6], "norm.bias": [6], "norm.running_mean": [6], "norm.running_var": [6]}}
+    got = residual_block(student, {"norm": norm}, calls=[], state_dict_shapes=True).state_dict_shapes
+    got = {k: v for k, v in got.items() if k.startswith("norm.")}
+    if got != expected[norm]:
+        checks.fail(f'ResidualBlock(..., norm="{norm}") has norm entries {got}, expected {expected[norm]}')
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("ResidualBlock")
+def test_residual_block_dropout_acts_in_training_mode_only(student):
+    """ResidualBlock(dropout=0.5) in eval mode equals the dropout-free block; in training mode it does not."""
+    state = {"sublayer.weight": randn((6, 6), seed=10, scale=0.4), "sublayer.bias": randn((6,), seed=11),
+             "norm.weight": torch.ones(6), "norm.bias": torch.zeros(6)}
+    call = {"fn": "self.forward", "args": [randn((2, 3, 6), seed=9)]}
+
+    def forward(dropout: float, train: bool = False) -> torch.Tensor:
+        out = residual_block(student, {"dropout": dropout}, calls=[call], state_dict=state, train=train).output
+        return checks.check_tensor(out, what=f"ResidualBlock(dropout={dropout})", shape=(2, 3, 6))
+
+    free = forward(0.0)
+    checks.assert_close(forward(0.5), free, tolerances.norm(torch.float32), what="ResidualBlock(dropout=0.5) in eval "
+                        "mode", reveal=True, hint="dropout acts only in training mode (nn.Dropout follows self.training)")
+    if torch.allclose(forward(0.5, train=True), free):
+        checks.fail("ResidualBlock(dropout=0.5) in training mode gives the dropout-free output: apply the dropout "
+                    "to the sublayer's output")
 
 
 @pytest.mark.points(1)

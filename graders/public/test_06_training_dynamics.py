@@ -109,6 +109,21 @@ def test_cross_entropy_is_stable_for_huge_logits(student):
           hint="subtract each row's max before exp: exp(1e4) overflows")
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("cross_entropy")
+def test_cross_entropy_gradient_is_softmax_minus_one_hot(student):
+    """d cross_entropy / d logits is (softmax(logits) - one_hot(targets)) / N for N targets: the log-sum-exp included."""
+    logits = randn((2, 3, 5), seed=21, scale=2.0, dtype=torch.float64)
+    targets = torch.tensor([[0, 4, 2], [1, 1, 3]])
+    result = student.call_with_grad("cross_entropy", (logits, targets), {}, upstream=torch.tensor(1.0, dtype=torch.float64))
+    got = result.input_grads.get("0")
+    if got is None:
+        checks.fail("cross_entropy's output does not depend on the logits through autograd (detached?)")
+    expected = (logits.softmax(dim=-1) - torch.nn.functional.one_hot(targets, 5).double()) / targets.numel()
+    checks.assert_close(got, expected, tolerances.cross_entropy(torch.float64), what="d loss / d logits", reveal=True,
+                        hint="the log-normalizer depends on the logits: never detach it (the max shift needs no gradient)")
+
+
 # --- clipping -----------------------------------------------------------------------------------
 
 
@@ -173,6 +188,33 @@ def test_adamw_golden_steps(student, snapshot):
                           hint="decay the weights by lr * weight_decay first, apart from the Adam update")
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("AdamW")
+def test_adamw_reads_lr_from_its_group_at_every_step(student):
+    """A group's lr changed from 0.1 to 0.01 (as a scheduler does) moves the first step by -0.01 * sign(grad)."""
+    grad = torch.tensor([0.5, -2.0, 1e-3], dtype=torch.float64)
+    objects = {"p": {"cls": "parameter", "module": HARNESS, "init": {"data": torch.zeros(3, dtype=torch.float64),
+                                                                      "grad": grad}},
+               "opt": {"cls": "AdamW", "init": {"params": [obj("p")], "lr": 0.1, "weight_decay": 0.0}}}
+    calls = [{"fn": "set_group", "module": HARNESS, "args": [obj("opt"), 0, {"lr": 0.01}]},
+             {"fn": "opt.step", "discard": True}]
+    result = student.run(objects=objects, calls=calls, attrs=["p"])
+    checks.assert_close(result.attrs["p"], -0.01 * grad / (grad.abs() + 1e-8), tolerances.ADAMW,
+                        what="p after one step at the group's new lr 0.01", reveal=True,
+                        hint="read lr from param_groups at every step, not from the defaults")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("AdamW")
+def test_adamw_leaves_gradless_parameters_alone(student):
+    """A parameter whose .grad is None is not touched by a step, not even by weight decay."""
+    objects = {"p": {"cls": "parameter", "module": HARNESS, "init": {"data": torch.ones(3)}},
+               "opt": {"cls": "AdamW", "init": {"params": [obj("p")], "weight_decay": 0.5, "lr": 0.1}}}
+    result = student.run(objects=objects, calls=[{"fn": "opt.step", "discard": True}], attrs=["p"])
+    checks.assert_equal(result.attrs["p"], torch.ones(3), what="a parameter without a gradient after a step",
+                        reveal=True, hint="skip p when p.grad is None")
+
+
 # --- train_step ---------------------------------------------------------------------------------
 
 
@@ -202,6 +244,76 @@ def test_train_step_accumulation_equals_one_big_batch(student):
                             hint="divide each micro-batch's loss by the number of micro-batches before backward()")
 
 
+STEP_STATE = {"0.weight": (6, 4), "2.weight": (4, 4), "2.bias": (4,), "4.weight": (6, 4), "4.bias": (6,)}
+
+
+def step_batches() -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Fixed weights for the harness's tiny model (vocabulary 6, width 4), and 6 rows of inputs and targets."""
+    state = {name: randn(shape, seed=i + 1) for i, (name, shape) in enumerate(STEP_STATE.items())}
+    x = torch.randint(0, 6, (6, 5), generator=torch.Generator().manual_seed(6))
+    y = torch.randint(0, 6, (6, 5), generator=torch.Generator().manual_seed(7))
+    return state, x, y
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("train_step")
+def test_train_step_returns_the_mean_micro_batch_loss(student):
+    """train_step on two micro-batches returns the mean of their losses (each as train_step on it alone returns)."""
+    state, x, y = step_batches()
+    alone = [student.run(**step_request([micro], state=state, vocab=6, d_model=4)).outputs[0]
+             for micro in ((x[:3], y[:3]), (x[3:], y[3:]))]
+    both = student.run(**step_request([(x[:3], y[:3]), (x[3:], y[3:])], state=state, vocab=6, d_model=4)).outputs[0]
+    close(both, (alone[0] + alone[1]) / 2, tolerances.LAYER[torch.float32], scale=1.0,
+          what="train_step's loss on two micro-batches", hint="return the mean of the undivided micro-batch losses")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("train_step")
+def test_train_step_zeroes_old_gradients(student):
+    """Gradients left over from an earlier backward pass do not change train_step's result: it zeroes them first."""
+    state, x, y = step_batches()
+    clean = student.run(**step_request([(x, y)], state=state, vocab=6, d_model=4))
+    request = step_request([(x, y)], state=state, vocab=6, d_model=4)
+    stale = [torch.ones(shape) for shape in STEP_STATE.values()]
+    request["calls"].insert(0, {"fn": "set_grads", "module": HARNESS, "args": [obj("params"), stale]})
+    dirty = student.run(**request)
+    for name, value in clean.outputs[1].items():
+        checks.assert_close(dirty.outputs[-1][name], value, tolerances.LAYER[torch.float32],
+                            what=f"{name} after a step that began with stale gradients", reveal=True,
+                            hint="optimizer.zero_grad() before the first backward()")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("train_step")
+def test_train_step_with_a_grad_scaler_equals_without(student):
+    """With a GradScaler(init_scale=1024) and max_grad_norm=0.1, the step equals the one without a scaler."""
+    state, x, y = step_batches()
+    plain = student.run(**step_request([(x, y)], state=state, vocab=6, d_model=4, max_grad_norm=0.1))
+    request = step_request([(x, y)], state=state, vocab=6, d_model=4, max_grad_norm=0.1, scaler=obj("scaler"))
+    request["objects"]["scaler"] = {"cls": "grad_scaler", "module": HARNESS, "init": {"init_scale": 1024.0}}
+    scaled = student.run(**request)
+    for name, value in plain.outputs[1].items():
+        checks.assert_close(scaled.outputs[1][name], value, tolerances.LAYER[torch.float32],
+                            what=f"{name} with a GradScaler vs without", reveal=True,
+                            hint="scaler.unscale_(optimizer) before clip_grad_norm, so the clip sees true gradients")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("train_step")
+def test_train_step_runs_the_forward_pass_under_autocast(student):
+    """autocast_dtype=torch.bfloat16 runs the model's linear layers in bfloat16; the weights stay float32."""
+    state, x, y = step_batches()
+    result = student.run(**step_request([(x, y)], state=state, vocab=6, d_model=4, autocast_dtype=torch.bfloat16),
+                         attrs=["model.matmul_dtype"])
+    if result.attrs.get("model.matmul_dtype") != "torch.bfloat16":
+        checks.fail(f"with autocast_dtype=torch.bfloat16 the model's Linear layers computed in "
+                    f"{result.attrs.get('model.matmul_dtype')}: run the forward pass inside "
+                    "torch.autocast(device_type, dtype=autocast_dtype)")
+    dtypes = {name: value.dtype for name, value in result.outputs[1].items() if value.dtype != torch.float32}
+    if dtypes:
+        checks.fail(f"after a bfloat16 autocast step the weights should stay float32; got {dtypes}")
+
+
 # --- the trainer --------------------------------------------------------------------------------
 
 
@@ -229,6 +341,65 @@ def test_trainer_writes_metrics_checkpoint_and_plot(student):
                     f"evaluations {evals}, trainer.step {result.attrs['trainer.step']}")
 
 
+TRAINER_CONFIG = {"max_steps": 8, "warmup_steps": 2, "eval_every": 4, "eval_batches": 2, "checkpoint_every": 100,
+                  "max_lr": 0.02, "min_lr": 0.002, "accumulation_steps": 2, "progress": False}
+
+
+def trainer_objects(config: dict) -> dict:
+    """The harness's tiny model (dropout 0.1) and batch source, and a TrainConfig built from `config`."""
+    return {"model": {"cls": "tiny_lm", "module": HARNESS, "init": {"vocab_size": 9, "d_model": 8, "dropout": 0.1}},
+            "batches": {"cls": "batch_source", "module": HARNESS, "init": {"vocab_size": 9, "batch_size": 4,
+                                                                          "seq_len": 5}},
+            "config": {"cls": "TrainConfig", "init": config}}
+
+
+def train_call(store: str, **kwargs) -> dict:
+    return {"fn": "train", "args": [obj("model"), obj("batches"), obj("config")], "kwargs": kwargs, "store": store}
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("Trainer")
+def test_trainer_applies_the_schedule(student):
+    """The first step's rate is cosine_schedule(0) = 0 (warm-up starts at 0): after it the weights are unchanged."""
+    before = student.run(objects=trainer_objects(TRAINER_CONFIG | {"out_dir": None}), calls=[{"fn": "model.state_dict"}])
+    after = student.run(objects=trainer_objects(TRAINER_CONFIG | {"out_dir": None}),
+                        calls=[train_call("trainer", until=1), {"fn": "model.state_dict"}])
+    for name, value in before.output.items():
+        checks.assert_equal(after.outputs[1][name], value, what=f"{name} after one step at lr 0", reveal=True,
+                            hint="each step sets every param group's lr from cosine_schedule(step) before train_step")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("Trainer")
+def test_resume_at_step_3_continues_the_same_losses(student):
+    """A run stopped at step 3 (train(..., until=3)) and resumed from its checkpoint logs the same losses after it."""
+    full = student.run(objects=trainer_objects(TRAINER_CONFIG | {"out_dir": "full"}), calls=[train_call("trainer")],
+                       attrs=["trainer.history"])
+    stopped = trainer_objects(TRAINER_CONFIG | {"out_dir": "parts"})
+    stopped["fresh"] = stopped["model"]
+    resumed = student.run(objects=stopped, calls=[train_call("first", until=3),
+                                                  {"fn": "train", "args": [obj("fresh"), obj("batches"), obj("config")],
+                                                   "store": "second"}],
+                          attrs=["second.history"])
+    expected = {r["step"]: r["loss"] for r in full.attrs["trainer.history"] if "loss" in r and r["step"] > 3}
+    got = {r.get("step"): r.get("loss") for r in resumed.attrs["second.history"] if "loss" in r}
+    if got != expected:
+        checks.fail(f"resumed at step 3, the run logged losses {got}; the uninterrupted run had {expected}: a "
+                    "checkpoint holds the weights, the optimizer's state, the step, and both random states")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("Trainer")
+def test_evaluate_twice_gives_one_loss(student):
+    """trainer.evaluate() twice in a row, on a model with dropout, gives the same loss (eval mode, same batches)."""
+    result = student.run(objects=trainer_objects(TRAINER_CONFIG | {"max_steps": 3, "out_dir": None}),
+                         calls=[train_call("trainer"), {"fn": "trainer.evaluate"}, {"fn": "trainer.evaluate"}])
+    first, second = result.outputs[1:]
+    if first != second:
+        checks.fail(f"trainer.evaluate() gave {first} and then {second}: evaluate in eval mode (no dropout), "
+                    "under torch.no_grad(), on batches from a freshly seeded generator")
+
+
 # --- scaling laws -------------------------------------------------------------------------------
 
 
@@ -250,3 +421,17 @@ def test_compute_optimal_spends_the_budget(student):
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
         checks.fail(f"compute_optimal should return (n_params, n_tokens), got {result!r}")
     close(6 * float(result[0]) * float(result[1]), 1e21, tolerances.SCALING, what="6 * N * D for compute_optimal(1e21)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("scaling_laws")
+def test_compute_optimal_minimizes_the_loss_on_the_budget(student):
+    """compute_optimal(1e21)'s N beats N * 1.05 and N / 1.05 on A / N^alpha + B / D^beta with D = 1e21 / (6 N)."""
+    n_opt = float(student.call("compute_optimal", 1e21)[0])
+
+    def loss(n: float) -> float:  # Hoffmann et al.'s constants, the default
+        return 406.4 / n ** 0.34 + 410.7 / (1e21 / (6 * n)) ** 0.28
+
+    if not loss(n_opt) <= min(loss(n_opt * 1.05), loss(n_opt / 1.05)):
+        checks.fail(f"compute_optimal(1e21) returned N = {n_opt:.4g}, but a 5 % different N has a lower loss: "
+                    "N_opt = G * (C / 6) ** (beta / (alpha + beta))")

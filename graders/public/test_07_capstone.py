@@ -174,6 +174,41 @@ def test_parameter_count_and_flops(student, tie):
             checks.fail(f"{what} with tie_embeddings={tie}: you returned {got}, expected {want}")
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+def test_loss_is_cross_entropy_of_the_logits(student):
+    """forward(idx, targets)'s loss is the mean of -log softmax(logits)[target] over every position (targets as given)."""
+    state = random_weights(student, SMALL, seed=14)
+    g = strategies.generator(15)
+    idx, targets = torch.randint(0, 11, (2, 6), generator=g), torch.randint(0, 11, (2, 6), generator=g)
+    logits, loss = build(student, SMALL, state=state, calls=[{"fn": "self.forward", "args": [idx, targets]}]).output
+    logits = checks.check_tensor(logits, what="logits", shape=(2, 6, 11))
+    expected = -logits.log_softmax(dim=-1).gather(-1, targets[..., None]).mean()
+    checks.assert_close(checks.check_tensor(loss, what="loss", shape=()), expected, tolerances.SELF_CONSISTENCY[torch.float64],
+                        what="the loss against the cross-entropy of the returned logits", reveal=True,
+                        hint="targets are already the next tokens (get_batch shifts them): do not shift again")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+def test_initialization_scales_and_zero_biases(student):
+    """A fresh GPT(bias=True, 4 layers): biases 0, attn.out_proj and ffn.w2 std 0.02 / sqrt(8) = 0.0071, q_proj 0.02."""
+    config = {"vocab_size": 64, "block_size": 32, "n_layer": 4, "n_head": 4, "d_model": 64, "d_ff": 128, "bias": True}
+    state = build(student, config, dtype=torch.float32, calls=[{"fn": "self.state_dict"}]).output
+    if not isinstance(state, dict):
+        checks.fail("state_dict() did not return a dict")
+    biases = {name: float(v.abs().max()) for name, v in state.items() if name.endswith(".bias") and v.abs().max() > 0}
+    if biases:
+        checks.fail(f"biases should start at 0; these do not: {sorted(biases)[:4]}")
+    # 4096 to 8192 draws per matrix: a sample std within 10 % of the true one is 5 standard errors.
+    for name, want in {"blocks.0.attn.q_proj.weight": 0.02, "blocks.0.attn.out_proj.weight": 0.02 / math.sqrt(8),
+                       "blocks.3.ffn.w2.weight": 0.02 / math.sqrt(8)}.items():
+        std = float(checks.check_tensor(state.get(name), what=name).double().std())
+        if abs(std - want) > 0.1 * want:
+            checks.fail(f"{name} starts with std {std:.4f}, expected {want:.4f}: normal(0, 0.02) for every weight, "
+                        "0.02 / sqrt(2 * n_layer) for attn.out_proj and the FFN's down projection")
+
+
 # --- generation ---------------------------------------------------------------------------------
 
 
@@ -203,6 +238,49 @@ def test_greedy_generate_equals_recomputation(student, prompt_len, new):
                                  "(forward on the last block_size tokens)", reveal=True,
                             hint="feed each new token through the KV caches at the next position; once the "
                                  "sequence would pass block_size, crop to the last block_size tokens and recompute")
+
+
+def cached_and_full(student, config: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of forward on 6 tokens, and of forward through one KVCache per block: 3 tokens, then one at a time."""
+    state = random_weights(student, config, seed=seed)
+    idx = torch.randint(0, 11, (2, 6), generator=strategies.generator(seed + 1))
+    caches = [obj(f"cache{i}") for i in range(config["n_layer"])]
+    objects = {f"cache{i}": {"cls": "KVCache", "module": "multi_head_attention"} for i in range(config["n_layer"])}
+    calls = [{"fn": "self.forward", "args": [idx]}, {"fn": "self.forward", "args": [idx[:, :3]],
+                                                     "kwargs": {"kv_caches": caches}}]
+    calls += [{"fn": "self.forward", "args": [idx[:, t:t + 1]], "kwargs": {"kv_caches": caches}} for t in range(3, 6)]
+    outputs = build(student, config, state=state, objects=objects, calls=calls).outputs
+    full = checks.check_tensor(outputs[0][0], what="logits", shape=(2, 6, 11))
+    pieces = [checks.check_tensor(o[0], what="logits through the caches", shape=(2, n, 11))
+              for o, n in zip(outputs[1:], (3, 1, 1, 1))]
+    return torch.cat(pieces, dim=1), full
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("generate")
+@pytest.mark.parametrize("pos", strategies.GPT_POSITIONS)
+def test_cached_decoding_equals_one_full_pass(student, pos):
+    """forward through kv_caches, 3 tokens then one at a time, gives the logits of one forward on all 6 tokens."""
+    cached, full = cached_and_full(student, SMALL | {"pos": pos}, seed=16)
+    checks.assert_close(cached, full, tolerances.gpt(6), what=f"logits decoded through the caches (pos={pos!r})",
+                        reveal=True, hint="new tokens sit at positions L .. L+T-1 with L = kv_caches[0].length: "
+                        "their position rows, their rotation, their causal mask and ALiBi's bias all start at L")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("generate")
+def test_low_temperature_sampling_is_greedy(student):
+    """Sampling at temperature 1e-3 divides the logits by it before the softmax: it picks the largest logit."""
+    state = random_weights(student, SMALL, seed=18)
+    prompt = torch.randint(0, 11, (3, 2), generator=strategies.generator(19))
+    result = build(student, SMALL, state=state, objects={"gen": {"cls": "generator", "module": "$harness",
+                                                                 "init": {"seed": 0}}},
+                   calls=[{"fn": "self.generate", "args": [prompt, 4], "kwargs": {"temperature": 0.0}},
+                          {"fn": "self.generate", "args": [prompt, 4],
+                           "kwargs": {"temperature": 1e-3, "generator": obj("gen")}}])
+    greedy = checks.check_tensor(result.outputs[0], what="generate(temperature=0)", shape=(3, 6))
+    checks.assert_equal(result.outputs[1], greedy, what="generate(temperature=1e-3) vs generate(temperature=0)",
+                        reveal=True, hint="divide the logits (not the probabilities) by the temperature")
 
 
 @pytest.mark.points(1)
@@ -254,6 +332,17 @@ def test_fused_equals_unfused(student, pos):
                         reveal=True, hint="the fused path uses the same q/k/v/out projections, positions and mask")
     checks.assert_equal(fused.outputs[1], plain.outputs[1], what="greedy tokens with fused_attention=True", reveal=True,
                         hint="with a KV cache, is_causal aligns the mask to the top left: pass causal_mask(T, S)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("fused")
+@pytest.mark.parametrize("pos", ["rope", "alibi"])
+def test_fused_cached_decoding_equals_one_full_pass(student, pos):
+    """With fused_attention=True, forward through kv_caches (3 tokens, then one at a time) gives the full pass's logits."""
+    cached, full = cached_and_full(student, SMALL | {"pos": pos, "fused_attention": True}, seed=22)
+    checks.assert_close(cached, full, tolerances.gpt(6), what=f"fused logits decoded through the caches (pos={pos!r})",
+                        reveal=True, hint="in the fused path too, rotate the new queries and keys at positions L, L+1, "
+                        "... with L = the cache's length")
 
 
 # --- data ---------------------------------------------------------------------------------------
