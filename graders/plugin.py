@@ -252,7 +252,8 @@ def _unwrap(exc: BaseException | None) -> BaseException | None:
 # case: ..."), one "Draw N (label): value" note per `st.data()` draw, and sometimes other text
 # that may quote the test's source. Only the case and the draws are kept, without the fixture
 # arguments (the worker, the reference module and its path), which are the grader's, not the case.
-_CASE_START = re.compile(r"^(Falsifying example|Failing test case): \w+\($")
+_CASE_START = re.compile(r"^(Falsifying (explicit )?example|Failing (explicit )?test case|Failing explicit example): "
+                         r"\w+\($")
 _DRAW = re.compile(r"^Draw (?P<number>\d+)(?: \((?P<label>[^)]*)\))?: (?P<value>.*)$", re.DOTALL)
 _ARG = re.compile(r"^\s+(?P<name>\w+)=")
 _CALL = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)\((?P<inside>.*)\)$", re.DOTALL)

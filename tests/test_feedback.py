@@ -164,6 +164,11 @@ def test_public_failing_case_is_hypothesis_own_with_its_draws():
     assert "# or any other generated value" not in shown.split("Draw 1")[1]
 
 
+def test_an_explicit_example_is_a_case_too():
+    shown = _failing_case(noted("Failing explicit example: test_x(\n    d_model=3,\n    seed=5,\n)"), hidden=True)
+    assert shown == "Failing case: d_model 3"
+
+
 def test_no_case_without_hypothesis_notes():
     assert _failing_case(noted("some other note that quotes `def test_x`"), hidden=True) == ""
 
