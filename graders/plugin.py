@@ -200,9 +200,9 @@ def _describe(exc: BaseException | None, item: pytest.Item, visibility: str,
     `causes` maps (chapter, task, `_cause` of what the student's code raised) to the first test
     that reported it: a later test of the same task whose code raised the same exception, up to
     the sizes and arguments in it (a module that cannot load the test's state_dict fails every
-    test that builds it, each case with its own sizes), gets its own first
-    line only and a pointer to that test, so one root cause is explained once. Its "Property:"
-    line and its failing case stay."""
+    test that builds it, each case with its own sizes), gets its own first line only and a
+    pointer to that test, so one root cause is explained once. Its "Property:" line and its
+    failing case stay."""
     doc = (item.function.__doc__ or "").strip().splitlines()
     prop = doc[0] if doc else item.name
     notes = _failing_case(exc, tuple(getattr(item, "fixturenames", ())), hidden=visibility == "hidden")
@@ -252,12 +252,12 @@ def _unwrap(exc: BaseException | None) -> BaseException | None:
 # case: ..."), one "Draw N (label): value" note per `st.data()` draw, and sometimes other text
 # that may quote the test's source. Only the case and the draws are kept, without the fixture
 # arguments (the worker, the reference module and its path), which are the grader's, not the case.
-_CASE_START = re.compile(r"^(Falsifying (explicit )?example|Failing (explicit )?test case|Failing explicit example): "
-                         r"\w+\($")
+_CASE_START = re.compile(r"^(Falsifying (explicit )?example|Failing (explicit )?(test case|example)): \w+\($")
 _DRAW = re.compile(r"^Draw (?P<number>\d+)(?: \((?P<label>[^)]*)\))?: (?P<value>.*)$", re.DOTALL)
 _ARG = re.compile(r"^\s+(?P<name>\w+)=")
 _CALL = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)\((?P<inside>.*)\)$", re.DOTALL)
 _SHOWN = 60  # characters of one value in a hidden case; a long list is cut
+_SEED_FIELD = re.compile(r"['\"]?\w*seed\w*['\"]?\s*[=:]\s*[^,)\]}]*,?\s*", re.IGNORECASE)
 
 
 def _failing_case(exc: BaseException | None, fixtures: tuple[str, ...] = (), hidden: bool = False) -> str:
@@ -322,6 +322,9 @@ def _render(value: str, name: str = "") -> str:
     if "seed" in name.lower() or value == "data(...)":
         return ""
     call = _CALL.match(value)
+    items = _split(value[1:-1]) if value[:1] + value[-1:] in ("[]", "()") else []
+    if any(_CALL.match(item) for item in items):  # a list of case objects: each in words
+        return f"{name} [{', '.join(_render(item) for item in items)}]".strip()
     if call and call["name"] == "tensor":
         described = _tensor(call["inside"])
     elif call and not call["name"].startswith("torch."):
@@ -330,7 +333,7 @@ def _render(value: str, name: str = "") -> str:
         described = " ".join([call["name"], ", ".join(part for part in shown if part)]).strip()
         return described if name.lower() in call["name"].lower() else f"{name} {described}".strip()
     else:
-        described = value.removeprefix("torch.").strip("'\"")
+        described = _SEED_FIELD.sub("", value).removeprefix("torch.").strip("'\"")  # a seed inside a dict or list
         if len(described) > _SHOWN:
             described = described[:_SHOWN] + " ..."
     return f"{name} {described}".strip()
@@ -340,6 +343,8 @@ def _tensor(inside: str) -> str:
     """A tensor's repr inside `tensor(...)` as "tensor (2, 3) float64" (its values left out)."""
     items = _split(inside)
     dtype = next((item.split("=", 1)[1].removeprefix("torch.") for item in items if item.startswith("dtype=")), "")
+    if "..." in inside:  # torch abbreviates a large tensor's repr: its entries cannot be counted
+        return " ".join(part for part in ("tensor", dtype) if part)
     shape, level = [], items[0] if items else ""
     while level.startswith("["):
         entries = _split(level[1:-1])

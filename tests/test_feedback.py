@@ -164,6 +164,13 @@ def test_public_failing_case_is_hypothesis_own_with_its_draws():
     assert "# or any other generated value" not in shown.split("Draw 1")[1]
 
 
+def test_hidden_case_lists_and_dicts_lose_their_seeds():
+    shown = _failing_case(noted("Falsifying example: test_x(\n    cases=[Case(n=1, seed=3), Case(n=2, seed=4)],\n"
+                                "    extra={'seed': 1, 'base_seed': 9, 'n': 2},\n    big=tensor([1., 2., ..., 9.]),\n)"),
+                          hidden=True)
+    assert shown == "Failing case: cases [Case n 1, Case n 2]; extra {'n': 2}; big tensor"
+
+
 def test_an_explicit_example_is_a_case_too():
     shown = _failing_case(noted("Failing explicit example: test_x(\n    d_model=3,\n    seed=5,\n)"), hidden=True)
     assert shown == "Failing case: d_model 3"
