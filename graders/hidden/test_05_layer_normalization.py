@@ -158,8 +158,17 @@ def test_half_precision_large_inputs(student, kind, dtype, seed, scale):
     checks.assert_finite(y, what=f"{kind}(x) for {str(dtype).removeprefix('torch.')} x of size {scale:g}")
     expected = (F.layer_norm(x.double(), (16,), eps=1e-5) if kind == "LayerNorm" else
                 F.rms_norm(x.double(), (16,), eps=1e-6))
-    checks.assert_close(y, expected, tolerances.norm(dtype), what=f"{kind}(x) in {str(dtype).removeprefix('torch.')}",
-                        hint="compute the statistics in float32 (x.float()) and return in x's dtype")
+    tol = tolerances.norm(dtype)
+    hint = ""
+    if not torch.allclose(y.double(), expected, rtol=tol.rtol, atol=tol.atol):
+        # Name the half-precision path only when the same values in float32 come out right.
+        wide = run_norm(student, kind, plain_init(kind, 16), {}, x.float()).output
+        wide = checks.check_tensor(wide, what=f"{kind}(x.float())", shape=(3, 16))
+        f32 = tolerances.norm(torch.float32)
+        if torch.allclose(wide.double(), expected, rtol=f32.rtol, atol=f32.atol):
+            hint = ("the same values in float32 come out right: compute the statistics in float32 (x.float()) and "
+                    "return in x's dtype")
+    checks.assert_close(y, expected, tol, what=f"{kind}(x) in {str(dtype).removeprefix('torch.')}", hint=hint)
 
 
 @pytest.mark.points(1)
