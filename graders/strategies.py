@@ -9,6 +9,7 @@ keyword-only and bounded, and built with `builds`/`composite`, not filters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -320,9 +321,14 @@ class FFNCase:
     activation: str  # feedforward only
     bias: bool
     multiple_of: int  # swiglu only: rounding of the default width
-    lead: tuple[int, ...]  # leading dims of x, e.g. (batch, seq)
+    lead: tuple[int, ...]  # the `...` of x's (..., D): 0 to 3 leading dims, e.g. (), (seq,), (batch, seq)
     dtype: torch.dtype
     seed: int
+
+    @property
+    def positions(self) -> int:
+        """How many D-vectors x holds: the product of the leading dims (1 for a single vector)."""
+        return math.prod(self.lead)
 
     @property
     def cls(self) -> str:
@@ -342,11 +348,16 @@ class FFNCase:
 def ffn_cases(draw, *, kinds: tuple[str, ...] = ("feedforward", "swiglu"), dtype: torch.dtype | None = None,
               min_positions: int = 1) -> FFNCase:
     """Small FFNs: d_model <= 16, d_ff <= 48 or the default (at most 4 * 16 = 64 for the classic
-    FFN; SwiGLU's default rounds to `multiple_of`, kept small here)."""
+    FFN; SwiGLU's default rounds to `multiple_of`, kept small here), on inputs of 0 to 3 leading
+    dims of up to 4 each (the handout's `(..., D)`): a single vector (D,), rows (T, D), batches
+    (B, T, D) and more. `min_positions` > 1 asks for at least that many D-vectors (the first
+    leading dim is raised to it)."""
     kind = draw(st.sampled_from(kinds))
     d_model = draw(st.integers(1, 16))
     d_ff = draw(st.one_of(st.none(), st.integers(1, 48)))
-    lead = (draw(st.integers(1, 3)), draw(st.integers(min_positions, 5)))
+    lead = tuple(draw(st.lists(st.integers(1, 4), min_size=1 if min_positions > 1 else 0, max_size=3)))
+    if min_positions > 1:
+        lead = (max(lead[0], min_positions), *lead[1:])
     return FFNCase(kind=kind, d_model=d_model, d_ff=d_ff, activation=draw(st.sampled_from(FFN_ACTIVATIONS)),
                    bias=draw(st.booleans()), multiple_of=draw(st.sampled_from((1, 8, 16))), lead=lead,
                    dtype=draw(dtypes()) if dtype is None else dtype, seed=draw(seeds()))

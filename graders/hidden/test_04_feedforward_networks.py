@@ -1,8 +1,10 @@
 """Chapter 04 hidden tests: activations against PyTorch's, layers against the reference.
 
 Activations are compared with torch's own functions evaluated in float64 on the same inputs;
-layers with the reference in float64 under the same `state_dict`. Failure messages show the
-student's own values, the size and place of the error and the shrunk case, never the
+layers with the reference in float64 under the same `state_dict`, on inputs with 0 to 3 leading
+dims (the handout's `(..., D)`). Dropout is checked against the student's own layer with
+dropout=0, so a bug elsewhere in the layer never reads as a dropout bug. Failure messages show
+the student's own values, the size and place of the error and the shrunk case, never the
 expected values or this file's source.
 """
 
@@ -25,6 +27,8 @@ SECTIONS = {"relu": "relu", "silu": "silu", "gelu": "gelu", "FeedForward": "feed
             "swiglu_hidden_dim": "hidden-dim", "SwiGLU": "swiglu", "feedforward_parameter_count": "parameter-count",
             "swiglu_parameter_count": "parameter-count"}
 INF = float("inf")
+# Dropout rates for the training-mode checks: 0.5 alone would not tell p from 1 - p.
+DROPOUT_PS = (0.2, 0.5, 0.8)
 
 # name -> (how the student's function is called, torch's reference function)
 ACTIVATIONS = {
@@ -111,12 +115,13 @@ def test_gelu_tanh_constants(student):
     x = torch.tensor([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0], dtype=torch.float64)
     y = call_activation(student, "gelu_tanh", x)
     expected = F.gelu(x, approximate="tanh")
-    error = (y - expected).abs().max().item()
-    if error > 1e-6:
+    off = (y - expected).abs() > 1e-6
+    if off.any():
         exact_gap = (y - F.gelu(x)).abs().max().item()
         more = " (it is the exact erf GELU, not the tanh approximation)" if exact_gap < 1e-9 else ""
-        checks.fail(f"gelu(x, approximate='tanh') at x = +-1, +-2, +-3 is off by up to {error:.3g}{more}; "
-                    "the constants are sqrt(2 / pi) = 0.7978845608 and 0.044715")
+        checks.fail(f"gelu(x, approximate='tanh') is more than 1e-6 from torch's tanh GELU at {int(off.sum())} of "
+                    f"the six points x = +-1, +-2, +-3{more}; the constants are sqrt(2 / pi) = 0.7978845608 and "
+                    "0.044715")
 
 
 # --- FeedForward and SwiGLU ---------------------------------------------------------------------
@@ -183,26 +188,66 @@ def test_layer_gradients_match_reference(student, reference, kind, data):
         checks.assert_close(got, grad, tolerances.FFN_GRAD[torch.float64], what=f"d loss / d {name}")
 
 
+def dropout_diagnosis(out: torch.Tensor, free: torch.Tensor, p: float) -> str:
+    """Why the training-mode output `out` (dropout `p`) is not dropout on the output of the same
+    module's dropout-free output `free`, or "" when each entry is 0 or free / (1 - p), with a
+    dropped share consistent with p (`tolerances.DROPOUT_SIGMAS`)."""
+    tol = tolerances.dropout_kept(out.dtype)
+    dropped = out == 0
+    allowed = tol.atol + tol.rtol * (free / (1 - p)).abs()
+    kept = (out - free / (1 - p)).abs() <= allowed
+    odd = ~(dropped | kept)
+    if odd.any():
+        nonzero = ~dropped & (free.abs() > allowed)
+        ratios = out[nonzero] / free[nonzero]
+        # One common factor over several outputs is a wrong scale; dropout inside the layer gives
+        # each output its own factor (a single output cannot tell the two apart).
+        if len(ratios) >= 2 and (ratios - ratios[0]).abs().max() <= 1e-9 * abs(ratios[0].item()):
+            return (f"the outputs that are not dropped are the dropout-free output times {ratios[0].item():.4g}, "
+                    f"not divided by (1 - p) = {1 - p:g}: dropout scales what it keeps by 1 / (1 - p)")
+        return (f"{int(odd.sum())} of {out.numel()} outputs in training mode are neither 0 nor the dropout-free "
+                "output divided by (1 - p): dropout acts on the layer's output, after the last linear layer "
+                "(not on the hidden units inside it), and scales what it keeps by 1 / (1 - p)")
+    clear = free.abs() > allowed  # an output of 0 is both dropped and kept: not counted
+    n, k = int(clear.sum()), int((dropped & clear).sum())
+    if abs(k - n * p) > tolerances.DROPOUT_SIGMAS * math.sqrt(n * p * (1 - p)) + 1:
+        return (f"{k} of {n} outputs were dropped with dropout={p}; dropout zeroes each output with "
+                f"probability p, about {n * p:.0f} of {n} here")
+    return ""
+
+
 @pytest.mark.points(1)
 @pytest.mark.parametrize("kind", [layer_param("feedforward"), layer_param("swiglu")])
 @given(data=st.data())
 def test_layer_dropout_only_in_training(student, reference, kind, data):
-    """With dropout=0.5 the layer equals the dropout-free reference in eval mode, and drops outputs in training."""
+    """Dropout acts in training mode only, on the output: each entry 0 or the dropout-free output / (1 - p)."""
     case = data.draw(strategies.ffn_cases(kinds=(kind,), dtype=torch.float64), label="case")
+    p = data.draw(st.sampled_from(DROPOUT_PS), label="p")
     state = state_for(reference, case)
     x = case.x()
-    init = case.init | {"dropout": 0.5}
-    evaluated = student.module(case.cls, init, state_dict=state, dtype=torch.float64, train=False,
-                               calls=[{"fn": "self.forward", "args": [x]}])
-    expected = reference_module(reference, case, state)(x.double())
-    checks.assert_close(evaluated.output, expected, tolerances.FFN[torch.float64], what="output in eval mode",
-                        hint="dropout acts only in training mode (nn.Dropout follows self.training)")
-    trained = student.module(case.cls, init, state_dict=state, dtype=torch.float64, train=True, seed=case.seed,
-                             calls=[{"fn": "self.forward", "args": [x]}])
-    out = checks.check_tensor(trained.output, what="output in training mode", shape=tuple(x.shape))
-    if x.numel() >= 16 and not (out == 0).any():
-        checks.fail(f"in training mode with dropout=0.5, none of the {out.numel()} outputs was dropped; "
-                    "dropout(...) comes last, on the layer's output")
+
+    def forward(dropout: float, train: bool) -> torch.Tensor:
+        # The student's own layer with and without dropout: whatever else it gets wrong, the two agree.
+        result = student.module(case.cls, case.init | {"dropout": dropout}, state_dict=state, dtype=torch.float64,
+                                train=train, seed=case.seed, calls=[{"fn": "self.forward", "args": [x]}])
+        mode = "training" if train else "eval"
+        return checks.check_tensor(result.output, what=f"forward(x) in {mode} mode with dropout={dropout}",
+                                   shape=tuple(x.shape))
+
+    tol = tolerances.dropout_kept(torch.float64)
+    free, evaluated = forward(0.0, False), forward(p, False)
+    changed = (evaluated - free).abs() > tol.atol + tol.rtol * free.abs()
+    if changed.any():
+        checks.fail(f"in eval mode, dropout={p} changes {int(changed.sum())} of {free.numel()} outputs against the "
+                    "same layer with dropout=0: dropout acts only in training mode (nn.Dropout follows "
+                    "self.training; F.dropout needs training=self.training)")
+    free_train = forward(0.0, True)
+    if ((free_train - free).abs() > tol.atol + tol.rtol * free.abs()).any():
+        checks.fail("with dropout=0 the layer's output in training mode differs from its output in eval mode: "
+                    "nothing but dropout may depend on the mode")
+    diagnosis = dropout_diagnosis(forward(p, True), free_train, p)
+    if diagnosis:
+        checks.fail(diagnosis)
 
 
 @pytest.mark.points(1)
@@ -211,15 +256,17 @@ def test_layer_dropout_only_in_training(student, reference, kind, data):
 def test_layer_is_position_wise(student, reference, kind, data):
     """Each position is transformed on its own: permuting positions permutes the outputs the same way."""
     case = data.draw(strategies.ffn_cases(kinds=(kind,), dtype=torch.float64, min_positions=2), label="case")
-    order = data.draw(st.permutations(range(case.lead[1])), label="order")
+    order = list(data.draw(st.permutations(range(case.positions)), label="order"))
     state = state_for(reference, case)
     x = case.x()
-    shuffled = x[:, list(order)]
+    rows = x.reshape(case.positions, case.d_model)  # (N, D): every D-vector of x, in order
+    shuffled = rows[order].reshape(x.shape)
     result = student.module(case.cls, case.init, state_dict=state, dtype=torch.float64,
                             calls=[{"fn": "self.forward", "args": [x]}, {"fn": "self.forward", "args": [shuffled]}])
     plain, permuted = (checks.check_tensor(o, what="forward(x)", shape=tuple(x.shape)) for o in result.outputs)
-    checks.assert_close(permuted, plain[:, list(order)], tolerances.FFN[torch.float64],
-                        what=f"forward(x[:, {list(order)}]) vs forward(x)[:, {list(order)}]",
+    checks.assert_close(permuted, plain.reshape(case.positions, case.d_model)[order].reshape(x.shape),
+                        tolerances.FFN[torch.float64],
+                        what=f"forward(x with its {case.positions} positions permuted) vs forward(x) permuted",
                         hint="a feed-forward layer never mixes positions: act on the last dimension only")
 
 
@@ -237,18 +284,26 @@ def test_feedforward_rejects_unknown_activations(student, name):
 @pytest.mark.task("SwiGLU")
 @given(case=strategies.ffn_cases(kinds=("swiglu",), dtype=torch.float64))
 def test_swiglu_gate_is_w1(student, reference, case):
-    """With the gate w1 at zero, silu(0) = 0 closes every gate: the output is w2's bias alone (0 without biases)."""
+    """w1 is the gate, w3 enters linearly: doubling w3 doubles the output less w2's bias; w1 = 0 leaves that bias."""
     state = state_for(reference, case)
-    state["w1.weight"] = torch.zeros_like(state["w1.weight"])
-    if "w1.bias" in state:
-        state["w1.bias"] = torch.zeros_like(state["w1.bias"])
+    doubled = {k: 2 * v if k.startswith("w3.") else v for k, v in state.items()}
+    closed = {k: torch.zeros_like(v) if k.startswith("w1.") else v for k, v in state.items()}
     x = case.x()
     result = student.module(case.cls, case.init, state_dict=state, dtype=torch.float64,
                             calls=[{"fn": "self.forward", "args": [x]}])
     out = checks.check_tensor(result.output, what="forward(x)", shape=tuple(x.shape))
-    expected = state["w2.bias"].double().expand_as(out) if "w2.bias" in state else torch.zeros_like(out)
-    checks.assert_close(out, expected, tolerances.FFN[torch.float64], what="output with w1 = 0",
-                        hint="w1 is the gate: silu(w1(x)) multiplies w3(x); swapping w1 and w3 breaks this")
+    b2 = state["w2.bias"].double() if "w2.bias" in state else torch.zeros(case.d_model, dtype=torch.float64)
+    hint = "w1 is the gate: silu(w1(x)) multiplies w3(x), the up projection, which has no activation"
+    result = student.module(case.cls, case.init, state_dict=doubled, dtype=torch.float64,
+                            calls=[{"fn": "self.forward", "args": [x]}])
+    twice = checks.check_tensor(result.output, what="forward(x) with w3 doubled", shape=tuple(x.shape))
+    checks.assert_close(twice - b2, 2 * (out - b2), tolerances.FFN[torch.float64],
+                        what="forward(x) - w2.bias with w3 doubled, against twice that with w3 as loaded", hint=hint)
+    result = student.module(case.cls, case.init, state_dict=closed, dtype=torch.float64,
+                            calls=[{"fn": "self.forward", "args": [x]}])
+    shut = checks.check_tensor(result.output, what="forward(x) with w1 = 0", shape=tuple(x.shape))
+    checks.assert_close(shut, b2.expand_as(shut), tolerances.FFN[torch.float64],
+                        what="forward(x) with w1 = 0 (silu(0) = 0 closes every gate: w2's bias alone)", hint=hint)
 
 
 # --- Llama's width rule and the parameter counts ------------------------------------------------
@@ -309,6 +364,6 @@ def test_parameter_count_matches_the_module(student, reference, fn, kind, d_mode
     actual = sum(p.numel() for p in cls(d_model, d_ff, bias=bias).parameters())
     got = student.call(fn, d_model, d_ff, bias=bias)
     if got != actual:
-        checks.fail(f"{fn}({d_model}, {d_ff}, bias={bias}) returned {got!r}, but the module has a different number "
-                    f"of parameters ({'off by ' + str(abs(got - actual)) if isinstance(got, int) else 'not an int'}); "
-                    "count every weight matrix and, with bias=True, every bias vector")
+        kind_of = "" if isinstance(got, int) and not isinstance(got, bool) else f" (a {type(got).__name__}, not an int)"
+        checks.fail(f"{fn}({d_model}, {d_ff}, bias={bias}) returned {got!r}{kind_of}, but the module has a different "
+                    "number of parameters; count every weight matrix and, with bias=True, every bias vector")
