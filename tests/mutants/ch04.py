@@ -84,6 +84,29 @@ MUTANTS: list[Mutant] = [
         new="return nn.functional.dropout(self.fc2(hidden), self.dropout.p, training=True)  # (..., D)",
     ),
     Mutant(
+        name="feedforward_functional_dropout_always_on",
+        tasks=('FeedForward',),
+        description="F.dropout(out, p) without training=self.training: F.dropout defaults to training=True",
+        old="return self.dropout(self.fc2(hidden))  # (..., D)",
+        new="return nn.functional.dropout(self.fc2(hidden), self.dropout.p)  # (..., D)",
+    ),
+    Mutant(
+        name="feedforward_dropout_before_fc2",
+        tasks=('FeedForward',),
+        description="dropout on the hidden units, before fc2, instead of on the output",
+        old="return self.dropout(self.fc2(hidden))  # (..., D)",
+        new="return self.fc2(self.dropout(hidden))  # (..., D)",
+    ),
+    Mutant(
+        name="feedforward_only_3d_input",
+        tasks=('FeedForward',),
+        description="`B, T, D = x.shape`: only (B, T, D) inputs work, not (..., D)",
+        old="        hidden = self.fc1(x)  # (..., F)\n",
+        new="        B, T, D = x.shape\n        hidden = self.fc1(x.reshape(B * T, D))  # (B*T, F)\n",
+        also=(("return self.dropout(self.fc2(hidden))  # (..., D)",
+               "return self.dropout(self.fc2(hidden)).reshape(B, T, D)  # (B, T, D)"),),
+    ),
+    Mutant(
         name="feedforward_bias_ignored",
         tasks=('FeedForward',),
         description="bias=False ignored: fc1 and fc2 always have biases",
@@ -169,6 +192,29 @@ MUTANTS: list[Mutant] = [
         new="return nn.functional.dropout(self.w2(gated), self.dropout.p, training=True)  # (..., D)",
     ),
     Mutant(
+        name="swiglu_dropout_before_w2",
+        tasks=('SwiGLU',),
+        description="SwiGLU's dropout on the gated hidden units, before w2, instead of on the output",
+        old="return self.dropout(self.w2(gated))  # (..., D)",
+        new="return self.w2(self.dropout(gated))  # (..., D)",
+    ),
+    Mutant(
+        name="swiglu_only_3d_input",
+        tasks=('SwiGLU',),
+        description="SwiGLU with `B, T, D = x.shape`: only (B, T, D) inputs work, not (..., D)",
+        old="gated = silu(self.w1(x)) * self.w3(x)",
+        new="B, T, D = x.shape\n        x = x.view(B * T, D)\n        gated = silu(self.w1(x)) * self.w3(x)",
+        also=(("return self.dropout(self.w2(gated))  # (..., D)",
+               "return self.dropout(self.w2(gated)).view(B, T, D)  # (B, T, D)"),),
+    ),
+    Mutant(
+        name="swiglu_default_width_4x",
+        tasks=('SwiGLU',),
+        description="SwiGLU's default width taken as 4 * d_model, the classic FFN's",
+        old="d_ff = swiglu_hidden_dim(d_model, multiple_of) if d_ff is None else d_ff",
+        new="d_ff = 4 * d_model if d_ff is None else d_ff",
+    ),
+    Mutant(
         name="swiglu_bias_ignored",
         tasks=('SwiGLU',),
         description="SwiGLU's bias argument ignored (never any biases)",
@@ -189,6 +235,13 @@ MUTANTS: list[Mutant] = [
         description="feedforward_parameter_count forgets the biases",
         old="return 2 * d_model * d_ff + (d_ff + d_model if bias else 0)",
         new="return 2 * d_model * d_ff",
+    ),
+    Mutant(
+        name="swiglu_count_three_d_ff_biases",
+        tasks=('swiglu_parameter_count',),
+        description="swiglu_parameter_count with bias=True counts 3 * d_ff biases (w2's bias has d_model)",
+        old="return 3 * d_model * d_ff + (2 * d_ff + d_model if bias else 0)",
+        new="return 3 * d_model * d_ff + (3 * d_ff if bias else 0)",
     ),
     Mutant(
         name="swiglu_count_two_matrices",
@@ -235,6 +288,30 @@ VALID_VARIANTS: list[Mutant] = [
         description="rounding up with math.ceil",
         old="return multiple_of * ((hidden + multiple_of - 1) // multiple_of)",
         new="return multiple_of * math.ceil(hidden / multiple_of)",
+    ),
+    Mutant(
+        name="feedforward_functional_dropout",
+        description="dropout as F.dropout(out, p, training=self.training)",
+        old="return self.dropout(self.fc2(hidden))  # (..., D)",
+        new="return nn.functional.dropout(self.fc2(hidden), self.dropout.p, training=self.training)  # (..., D)",
+    ),
+    Mutant(
+        name="swiglu_own_dropout_mask",
+        description="SwiGLU's dropout written out: a torch.rand mask, kept entries divided by (1 - p)",
+        old="        return self.dropout(self.w2(gated))  # (..., D)\n",
+        new=("        out = self.w2(gated)  # (..., D)\n"
+             "        if self.training and self.dropout.p > 0:\n"
+             "            keep = torch.rand_like(out) >= self.dropout.p  # (..., D)\n"
+             "            out = out * keep / (1 - self.dropout.p)\n"
+             "        return out\n"),
+    ),
+    Mutant(
+        name="feedforward_flattens_leading_dims",
+        description="x flattened to (N, D) for the linears and reshaped back to (..., D)",
+        old="        hidden = self.fc1(x)  # (..., F)\n",
+        new="        lead = x.shape[:-1]\n        hidden = self.fc1(x.reshape(-1, x.shape[-1]))  # (N, F)\n",
+        also=(("return self.dropout(self.fc2(hidden))  # (..., D)",
+               "return self.dropout(self.fc2(hidden)).reshape(*lead, -1)  # (..., D)"),),
     ),
     Mutant(
         name="feedforward_activation_table",
