@@ -602,8 +602,9 @@ def test_mha_dropout_acts_on_the_weights(student, reference, case):
     kept = (weights - clean / (1 - DROP_P)).abs() <= tol.atol + tol.rtol * (clean / (1 - DROP_P)).abs()
     wrong = ~(dropped | kept)
     if wrong.any():
-        checks.fail(f"with dropout={DROP_P}, {int(wrong.sum())} of {weights.numel()} training-mode weights are neither 0 "
-                    f"(dropped) nor your eval-mode weight scaled by 1/(1-p) = {1 / (1 - DROP_P):g} (kept)\n  see: {hint}")
+        checks.fail(f"with dropout={DROP_P}, {int(wrong.sum())} of {weights.numel()} training-mode weights are "
+                    f"neither 0 (dropped) nor your eval-mode weight scaled by 1/(1-p) = {1 / (1 - DROP_P):g} (kept)"
+                    f"\n  see: {hint}")
     live = clean > 1e-9
     share = dropped[live].double().mean().item()
     if abs(share - DROP_P) > DROP_SIGMAS * (DROP_P * (1 - DROP_P) / int(live.sum())) ** 0.5:

@@ -166,13 +166,13 @@ def test_sinusoidal_module_dropout_acts_on_the_sum(student, length, d_model, p, 
     kept = (trained - summed / (1 - p)).abs() <= tol.atol * scale + tol.rtol * (summed / (1 - p)).abs()
     wrong = ~(dropped | kept)
     if wrong.any():
-        checks.fail(f"with dropout={p}, {int(wrong.sum())} of {x.numel()} training-mode outputs are neither 0 (dropped) "
-                    f"nor your eval-mode output scaled by 1/(1-p) = {1 / (1 - p):g} (kept)\n  see: {hint}")
+        checks.fail(f"with dropout={p}, {int(wrong.sum())} of {x.numel()} training-mode outputs are neither 0 "
+                    f"(dropped) nor your eval-mode output scaled by 1/(1-p) = {1 / (1 - p):g} (kept)\n  see: {hint}")
     live = summed.abs() > 1e-6
     share = dropped[live].double().mean().item()
     if abs(share - p) > DROP_SIGMAS * (p * (1 - p) / int(live.sum())) ** 0.5:
-        checks.fail(f"with dropout={p} you dropped a share {share:.3f} of the outputs in training mode; each is dropped "
-                    f"with probability p\n  see: {hint}")
+        checks.fail(f"with dropout={p} you dropped a share {share:.3f} of the outputs in training mode; each is "
+                    f"dropped with probability p\n  see: {hint}")
 
 
 @pytest.mark.points(1)

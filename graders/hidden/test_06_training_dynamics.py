@@ -76,7 +76,8 @@ def test_cosine_is_continuous_at_warmup_end(student, case):
     w = case.warmup_steps
     before, at = (number(student.call("cosine_schedule", s, **case.kwargs()), what=f"cosine_schedule({s})")
                   for s in (w - 1, w))
-    close(at, case.max_lr, tolerances.SCHEDULE, what=f"cosine_schedule(warmup_steps={w}) ({shown(case)})", scale=case.max_lr,
+    close(at, case.max_lr, tolerances.SCHEDULE, what=f"cosine_schedule(warmup_steps={w}) ({shown(case)})",
+          scale=case.max_lr,
           hint="the decay starts at max_lr: p = 0 at step warmup_steps")
     close(at - before, case.max_lr / w, tolerances.SCHEDULE, scale=case.max_lr,
           what=f"the jump from step {w - 1} to {w} ({shown(case)})", hint="no jump at the end of the warm-up")
@@ -106,7 +107,8 @@ def test_cosine_is_min_lr_after_the_end(student, case, after):
     """Past total_steps the rate stays at min_lr."""
     step = case.total_steps + after
     close(student.call("cosine_schedule", step, **case.kwargs()), case.min_lr, tolerances.SCHEDULE, scale=case.max_lr,
-          what=f"cosine_schedule({step}, {shown(case)})", hint="after total_steps, return min_lr (the cosine would rise again)")
+          what=f"cosine_schedule({step}, {shown(case)})",
+          hint="after total_steps, return min_lr (the cosine would rise again)")
 
 
 @pytest.mark.points(1)
@@ -238,7 +240,8 @@ def test_cross_entropy_gradient_matches_autograd(student, case):
     got = result.input_grads.get("0")
     if got is None:
         checks.fail("cross_entropy's output does not depend on the logits through autograd (detached?)")
-    checks.assert_close(got, leaf.grad, tolerances.cross_entropy(torch.float64), what=f"d loss / d logits for {shown(case)}",
+    checks.assert_close(got, leaf.grad, tolerances.cross_entropy(torch.float64),
+                        what=f"d loss / d logits for {shown(case)}",
                         hint="a detach() or .item() inside the loss cuts the gradient; the max shift needs none")
 
 
@@ -494,7 +497,8 @@ def test_train_step_matches_reference(student, reference, case):
                                                             {"fn": "model.state_dict"}])
     losses, state = reference_steps(reference, case, [first, second])
     for i, (got, expected) in enumerate(zip(result.outputs[:2], losses)):
-        close(got, expected, tolerances.TRAIN_STEP, what=f"the loss returned by step {i + 1} ({shown(case)})", hint=STEP_HINT)
+        close(got, expected, tolerances.TRAIN_STEP, what=f"the loss returned by step {i + 1} ({shown(case)})",
+              hint=STEP_HINT)
     for name, value in state.items():
         checks.assert_close(result.outputs[2].get(name), value, tolerances.TRAIN_STEP,
                             what=f"{name} after two steps ({shown(case)})", hint=STEP_HINT)

@@ -123,7 +123,8 @@ def test_dropout_only_in_training(student, reference, case):
     idx = case.tokens()
     shape = (case.batch, case.seq_len, case.vocab_size)
     result = build(student, config, state=state, train=True, calls=[
-        {"fn": "self.forward", "args": [idx]}, {"fn": "self.eval", "discard": True}, {"fn": "self.forward", "args": [idx]}])
+        {"fn": "self.forward", "args": [idx]}, {"fn": "self.eval", "discard": True},
+        {"fn": "self.forward", "args": [idx]}])
     trained = logits_of(result.outputs[0], what="forward(idx) in training mode", shape=shape)
     evaluated = logits_of(result.outputs[2], what="forward(idx) in eval mode", shape=shape)
     with torch.no_grad():
@@ -131,8 +132,8 @@ def test_dropout_only_in_training(student, reference, case):
     tol = tolerances.gpt(case.block_size)
     if not torch.allclose(evaluated, expected, rtol=tol.rtol, atol=tol.atol):
         # Blame dropout only when the same model built with dropout=0 is right.
-        free = logits_of(build(student, case.config(), state=state, calls=[{"fn": "self.forward", "args": [idx]}]).output,
-                         what="forward(idx) with dropout=0", shape=shape)
+        free = build(student, case.config(), state=state, calls=[{"fn": "self.forward", "args": [idx]}]).output
+        free = logits_of(free, what="forward(idx) with dropout=0", shape=shape)
         hint = ("dropout acts only in training mode (nn.Dropout follows self.training): with dropout=0 your logits "
                 "are right, with dropout=0.25 in eval mode they are not"
                 if torch.allclose(free, expected, rtol=tol.rtol, atol=tol.atol) else "")
@@ -156,7 +157,8 @@ def test_dropout_in_its_places(student, reference, case):
     idx = case.tokens()
     result = build(student, config, state=state, train=True, attrs=("seen",), calls=[
         {"fn": "watch", "module": HARNESS, "args": [obj("self"), names], "store": "seen"},
-        {"fn": "self.forward", "args": [idx]}, {"fn": "self.eval", "discard": True}, {"fn": "self.forward", "args": [idx]}])
+        {"fn": "self.forward", "args": [idx]}, {"fn": "self.eval", "discard": True},
+        {"fn": "self.forward", "args": [idx]}])
     seen = result.attrs["seen"]
     for name in names:
         if len(seen[name]) != 2:
@@ -167,7 +169,8 @@ def test_dropout_in_its_places(student, reference, case):
         checks.fail("blocks.0 and its ffn_norm should be called with the stream as their first positional argument")
     assert_inverted_dropout(block["blocks.0"][0], block["blocks.0"][1],
                             what="the first block's input in training mode, against yours in eval mode",
-                            hint="x = dropout(embedding(idx) (+ positions)) before the first block, in training mode only")
+                            hint="x = dropout(embedding(idx) (+ positions)) before the first block, in training "
+                                 "mode only")
     attended = seen["blocks.0.attn"][0]["output"]
     attended = attended[0] if isinstance(attended, list) else attended  # MultiHeadAttention returns (out, weights)
     assert_inverted_dropout(block["blocks.0.ffn_norm"][0] - block["blocks.0"][0], attended,
@@ -190,8 +193,8 @@ def test_dropout_in_its_places(student, reference, case):
                                   shape=(case.batch, case.n_head, case.seq_len, case.seq_len))
     share = (weights == 0).double().mean().item()
     if abs(share - DROP_P) > DROP_SIGMAS * (DROP_P * (1 - DROP_P) / weights.numel()) ** 0.5:
-        checks.fail(f"blocks.0.attn in training mode with dropout={DROP_P} dropped a share {share:.3f} of its attention "
-                    "weights (no mask, so none is 0 otherwise)\n  see: build attn as MultiHeadAttention(..., "
+        checks.fail(f"blocks.0.attn in training mode with dropout={DROP_P} dropped a share {share:.3f} of its "
+                    "attention weights (no mask, so none is 0 otherwise)\n  see: build attn as MultiHeadAttention(..., "
                     "dropout=config.dropout)")
 
 
@@ -324,7 +327,8 @@ def test_generate_equals_recomputation(student, reference, case, prompt_len, new
     seq = checks.check_tensor(result.output, what="generate(...)", shape=(case.batch, prompt_len + new))
     checks.assert_equal(seq[:, :prompt_len], prompt, what="the prompt at the start of generate's output")
     replay(reference, student, config, state, seq, prompt_len, temperature=temperature, top_k=top_k, seed=seed,
-           what=f"generate(prompt of {prompt_len}, {new} new, temperature={temperature}, top_k={top_k}) ({shown(case)})")
+           what=f"generate(prompt of {prompt_len}, {new} new, temperature={temperature}, top_k={top_k}) "
+                f"({shown(case)})")
 
 
 @pytest.mark.points(1)
