@@ -459,8 +459,9 @@ class CrossEntropyCase:
 @st.composite
 def cross_entropy_cases(draw, *, dtypes_: tuple[torch.dtype, ...] = (torch.float32, torch.float64),
                         scales: tuple[float, ...] = (1.0, 30.0)) -> CrossEntropyCase:
-    """1 to 3 leading dims of up to 6, a vocabulary of 2 to 50, some targets ignored."""
-    shape = tuple(draw(st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=3)))
+    """0 to 3 leading dims of up to 6 (the handout's logits `(..., V)`, targets `(...)`: a single
+    (V,) row with a 0-dim target too), a vocabulary of 2 to 50, some targets ignored."""
+    shape = tuple(draw(st.lists(st.integers(min_value=1, max_value=6), min_size=0, max_size=3)))
     return CrossEntropyCase(shape, draw(st.integers(min_value=2, max_value=50)), draw(st.sampled_from(scales)),
                             draw(st.sampled_from((0.0, 0.3))), draw(st.sampled_from((-100, -1, 0))),
                             draw(st.sampled_from(dtypes_)), draw(seeds()))
