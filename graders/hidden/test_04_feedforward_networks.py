@@ -124,6 +124,15 @@ def test_gelu_tanh_constants(student):
                     "0.044715")
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("gelu")
+@given(approximate=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=6))
+def test_gelu_rejects_any_other_approximate(student, approximate):
+    """Any approximate other than "none" and "tanh" raises ValueError; those two compute."""
+    checks.expect_value_error(lambda: student.call("gelu", torch.zeros(3), approximate=approximate),
+                              what=f"gelu(x, approximate={approximate!r})", valid=approximate in ("none", "tanh"))
+
+
 # --- FeedForward and SwiGLU ---------------------------------------------------------------------
 
 

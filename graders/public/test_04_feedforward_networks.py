@@ -105,6 +105,14 @@ def test_gelu_golden(student, snapshot, approximate):
 
 @pytest.mark.points(1)
 @pytest.mark.task("gelu")
+def test_gelu_rejects_unknown_approximate(student):
+    """gelu(x, approximate="fast") raises ValueError: the only forms are "none" and "tanh"."""
+    checks.expect_value_error(lambda: student.call("gelu", torch.zeros(3), approximate="fast"),
+                              what='gelu(x, approximate="fast")')
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("gelu")
 def test_gelu_tanh_is_close_to_exact(student):
     """The tanh approximation stays within 5e-4 of the exact GELU on [-6, 6], and is not identical to it."""
     x = torch.linspace(-6.0, 6.0, 241, dtype=torch.float64)

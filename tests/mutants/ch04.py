@@ -55,6 +55,13 @@ MUTANTS: list[Mutant] = [
         new='    if approximate in ("none", "tanh"):\n',
     ),
     Mutant(
+        name="gelu_unknown_approximate_is_tanh",
+        tasks=('gelu',),
+        description="any approximate other than 'none' silently computes the tanh form (no ValueError)",
+        old='    if approximate == "tanh":\n',
+        new="    else:\n",
+    ),
+    Mutant(
         name="silu_sigmoid_of_minus_x",
         tasks=('silu',),
         description="SiLU as x * sigmoid(-x)",
