@@ -122,6 +122,33 @@ def test_softmax_slices_independent(student, case, data):
                         what="softmax(x + a different offset per slice) vs softmax(x)", hint=hint)
 
 
+def in_float64(case: strategies.SoftmaxCase) -> strategies.SoftmaxCase:
+    return replace(case, dtype=torch.float64)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("softmax")
+@given(case=strategies.softmax_cases().map(in_float64))
+def test_softmax_gradient_matches_reference(student, reference, case):
+    """d <upstream, softmax(x)> / dx equals the float64 reference's along any dim, with -inf entries (gradient 0
+    there): the gradient flows through each slice's sum, and the max shift cancels out of it."""
+    x = case.logits()
+    upstream = randn(case.shape, seed=case.seed + 5, dtype=torch.float64)
+    result = student.call_with_grad("softmax", (x,), {"dim": case.dim}, upstream=upstream)
+    got = result.input_grads.get("0")
+    if got is None:
+        checks.fail("no gradient reached x: build softmax from differentiable torch operations")
+    leaf = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(reference.softmax(leaf, dim=case.dim), leaf, upstream)
+    tol = tolerances.ATTENTION_GRAD[torch.float64]
+    # Name the sum only when the forward output itself is right: then only the gradient is wrong.
+    out = checks.check_tensor(result.output, what="softmax(x)", shape=tuple(x.shape))
+    forward_right = torch.allclose(out, reference.softmax(x, dim=case.dim), rtol=tol.rtol, atol=tol.atol)
+    checks.assert_close(got, expected, tol, what="d <upstream, softmax(x)> / dx",
+                        hint="your softmax is right but not its gradient: the slice's sum is a function of x, so "
+                        "no .detach(), .item() or torch.no_grad() on it" if forward_right else "")
+
+
 @pytest.mark.points(1)
 @pytest.mark.task("softmax")
 @given(rows=st.integers(1, 4), cols=st.integers(1, 6), dtype=strategies.dtypes())

@@ -304,6 +304,13 @@ MUTANTS: list[Mutant] = [
         old="weights = softmax(scores, dim=-1)  # (..., Tq, Tk), rows sum to 1 (or are all 0)\n    if dropout_p > 0.0:",
         new="weights = softmax(nn.functional.dropout(scores, dropout_p), dim=-1)  # (..., Tq, Tk)\n    if False:",
     ),
+    Mutant(
+        name="softmax_sum_detached",
+        tasks=('softmax',),
+        description="softmax divides by a detached sum: right values, the gradient through the sum lost",
+        old="total = e.sum(dim=dim, keepdim=True)  # (..., 1, ...)",
+        new="total = e.sum(dim=dim, keepdim=True).detach()  # (..., 1, ...)",
+    ),
 ]
 
 # Graded by chapter 03 (`tests/test_chapter03.py`), so their `tasks` are chapter 03's.
@@ -361,6 +368,12 @@ VALID_VARIANTS: list[Mutant] = [
             "    i = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)\n"
             "    return torch.arange(k_len, device=device)[None, :] <= i  # (Tq, Tk)\n"
         ),
+    ),
+    Mutant(
+        name="softmax_max_detached",
+        description="the max shift detached: the gradient is the same, since softmax(x - c) does not depend on c",
+        old="x_max = x.amax(dim=dim, keepdim=True)  # (..., 1, ...)",
+        new="x_max = x.amax(dim=dim, keepdim=True).detach()  # (..., 1, ...)",
     ),
 ]
 
