@@ -52,6 +52,15 @@ def test_sinusoidal_positions_golden(student, snapshot):
 
 
 @pytest.mark.points(1)
+@pytest.mark.task("positions")
+@pytest.mark.parametrize("d_model", [7, 0])
+def test_sinusoidal_positions_refuse_an_odd_width(student, d_model):
+    """sinusoidal_positions(4, d_model) raises ValueError for an odd or non-positive d_model (columns come in pairs)."""
+    checks.expect_value_error(lambda: student.call("sinusoidal_positions", 4, d_model),
+                              what=f"sinusoidal_positions(4, {d_model})")
+
+
+@pytest.mark.points(1)
 @pytest.mark.task("embeddings")
 def test_embedding_starts_at_std_one_over_sqrt_d_model(student):
     """A fresh DecoderOnly(d_model=64) has embedding.weight ~ normal(0, 1/sqrt(64)): std 0.125, within 10 %."""
@@ -62,6 +71,29 @@ def test_embedding_starts_at_std_one_over_sqrt_d_model(student):
     if abs(std - 0.125) > 0.0125:
         checks.fail(f"embedding.weight of DecoderOnly(d_model=64) has std {std:.4f}, expected 0.125: initialize it "
                     "normal(0, d_model ** -0.5), not nn.Embedding's default N(0, 1)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("embeddings")
+def test_first_layer_sees_scaled_embedding_plus_positions(student):
+    """DecoderOnly's first layer receives embedding(tokens) * sqrt(d_model) + sinusoidal_positions(T, d_model)."""
+    init = MODEL_INIT | {"num_layers": 1}
+    state = strategies.architecture_state("DecoderOnly", init, seed=7, dtype=torch.float32)
+    x = tokens((2, 5), seed=11)
+    result = student.module("DecoderOnly", init, state_dict=state, attrs=("seen",), calls=[
+        {"fn": "watch", "module": "$harness", "args": [{"$obj": "self"}, ["layers.0"]], "store": "seen"},
+        {"fn": "self.forward", "args": [x]}])
+    seen = result.attrs["seen"]["layers.0"]
+    if not seen or not seen[0]["args"]:
+        checks.fail("layers.0 was not called with the embedded tokens as its first positional argument")
+    d = MODEL_INIT["d_model"]
+    i = torch.arange(0, d, 2, dtype=torch.float64)
+    angles = torch.arange(5, dtype=torch.float64)[:, None] / 10000 ** (i / d)  # (T, D/2)
+    table = torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(5, d).float()  # sin even, cos odd columns
+    expected = state["embedding.weight"][x] * d ** 0.5 + table
+    checks.assert_close(seen[0]["args"][0], expected, tolerances.ADDED_TABLE[torch.float32], what="the input of layers.0",
+                        reveal=True, hint="embedding(tokens) * sqrt(d_model) + positions[:T]; the scale multiplies "
+                        "the embedding only, not the positions")
 
 
 @pytest.mark.points(1)
@@ -254,3 +286,12 @@ def test_indivisible_heads_raise(student):
     checks.expect_value_error(
         lambda: student.module("Transformer", {"vocab_size": 10, "d_model": 10, "num_heads": 4}, calls=[]),
         what="Transformer(vocab_size=10, d_model=10, num_heads=4)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", [pytest.param("EncoderLayer", marks=pytest.mark.task("EncoderLayer")),
+                                  pytest.param("DecoderLayer", marks=pytest.mark.task("DecoderLayer"))])
+def test_layers_refuse_indivisible_heads(student, kind):
+    """EncoderLayer(10, 4, 16) and DecoderLayer(10, 4, 16) raise ValueError: 4 heads do not split d_model = 10."""
+    checks.expect_value_error(lambda: student.module(kind, {"d_model": 10, "num_heads": 4, "d_ff": 16}, calls=[]),
+                              what=f"{kind}(d_model=10, num_heads=4, d_ff=16)")

@@ -200,6 +200,13 @@ def test_causal_mask_examples(student, q_len, k_len):
                         what=f"causal_mask({q_len}, {k_len})", reveal=True)
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("causal_mask")
+def test_causal_mask_refuses_more_queries_than_keys(student):
+    """causal_mask(3, 2) raises ValueError: query 0 would sit at position -1."""
+    checks.expect_value_error(lambda: student.call("causal_mask", 3, 2), what="causal_mask(3, 2)")
+
+
 # --- KV cache ------------------------------------------------------------------------------
 
 
@@ -285,3 +292,33 @@ def test_mha_rejects_indivisible_d_model(student, d_model, num_heads):
     checks.expect_value_error(
         lambda: student.module("MultiHeadAttention", {"d_model": d_model, "num_heads": num_heads}, calls=[]),
         what=f"MultiHeadAttention(d_model={d_model}, num_heads={num_heads})", valid=d_model % num_heads == 0)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("MultiHeadAttention")
+def test_mha_bias_false_has_no_biases(student):
+    """MultiHeadAttention(16, 4, bias=False) has the four projection weights and no bias in its state_dict."""
+    result = student.module("MultiHeadAttention", {"d_model": 16, "num_heads": 4, "bias": False}, calls=[],
+                            state_dict_shapes=True)
+    expected = {f"{name}.weight": [16, 16] for name in ("q_proj", "k_proj", "v_proj", "out_proj")}
+    if result.state_dict_shapes != expected:
+        checks.fail(f"state_dict shapes are {result.state_dict_shapes}, expected {expected}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("MultiHeadAttention")
+def test_mha_self_attention_by_default_and_no_weights(student):
+    """forward(x) equals forward(x, key=x, value=x) (self-attention), and without need_weights the weights are None."""
+    shapes = {"q_proj.weight": (16, 16), "q_proj.bias": (16,), "k_proj.weight": (16, 16), "k_proj.bias": (16,),
+              "v_proj.weight": (16, 16), "v_proj.bias": (16,), "out_proj.weight": (16, 16), "out_proj.bias": (16,)}
+    state = {name: randn(shape, seed=40 + i, scale=0.3) for i, (name, shape) in enumerate(shapes.items())}
+    x = randn((2, 3, 16), seed=50)
+    result = student.module("MultiHeadAttention", {"d_model": 16, "num_heads": 4}, state_dict=state,
+                            calls=[{"fn": "self.forward", "args": [x]},
+                                   {"fn": "self.forward", "args": [x], "kwargs": {"key": x, "value": x}}])
+    (short, weights), (full, _) = result.outputs
+    if weights is not None:
+        checks.fail("forward(...) without need_weights=True should return (out, None)")
+    checks.assert_close(checks.check_tensor(short, what="forward(x)", shape=(2, 3, 16)), full,
+                        tolerances.LAYER[torch.float32], what="forward(x) vs forward(x, key=x, value=x)",
+                        reveal=True, hint="key defaults to query (self-attention)")

@@ -227,7 +227,7 @@ def test_attention_with_rope_golden(student, snapshot):
 
 @pytest.mark.points(1)
 @pytest.mark.task("RotaryEmbedding")
-def test_rope_attention_through_a_kv_cache(student):
+def test_attention_with_rope_through_a_kv_cache(student):
     """Decoding 3 then 2 tokens through a KVCache with rope gives the full causal pass's output (positions 3, 4 next)."""
     x = randn((1, 5, 16), seed=13)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
@@ -270,3 +270,62 @@ def test_alibi_bias_golden(student, snapshot):
     bias = student.call("alibi_bias", 2, 3, 5)
     checks.check_tensor(bias, what="alibi_bias(2, 3, 5)", shape=(2, 3, 5))
     snapshot.assert_match({"bias": bias.float()}, tolerances.alibi(4))
+
+
+# --- the cheap promises: errors and dtypes ------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("sinusoidal_encoding")
+@pytest.mark.parametrize(("max_len", "d_model"), [(4, 0), (-1, 4)])
+def test_sinusoidal_encoding_refuses_bad_sizes(student, max_len, d_model):
+    """sinusoidal_encoding raises ValueError for a d_model that is not positive, or a negative max_len."""
+    checks.expect_value_error(lambda: student.call("sinusoidal_encoding", max_len, d_model),
+                              what=f"sinusoidal_encoding({max_len}, {d_model})")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("SinusoidalPositionalEncoding")
+def test_sinusoidal_module_refuses_odd_width_and_long_input(student):
+    """SinusoidalPositionalEncoding(7) raises ValueError; with max_len=4 a 4-token input runs and a 5-token one raises."""
+    checks.expect_value_error(lambda: student.module("SinusoidalPositionalEncoding", {"d_model": 7}, calls=[]),
+                              what="SinusoidalPositionalEncoding(7)")
+    for length, valid in ((4, True), (5, False)):
+        call = {"fn": "self.forward", "args": [torch.zeros(1, length, 8)]}
+        checks.expect_value_error(
+            lambda call=call: student.module("SinusoidalPositionalEncoding", {"d_model": 8, "max_len": 4}, calls=[call]),
+            what=f"SinusoidalPositionalEncoding(8, max_len=4) on {length} tokens", valid=valid)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("RotaryEmbedding")
+def test_rope_refuses_positions_of_the_wrong_shape(student):
+    """RotaryEmbedding(4) on 3 rows with 2 positions raises ValueError (positions must have shape (T,))."""
+    checks.expect_value_error(
+        lambda: student.module("RotaryEmbedding", {"head_dim": 4},
+                               calls=[{"fn": "self.forward", "args": [torch.zeros(3, 4)],
+                                       "kwargs": {"positions": torch.arange(2)}}]),
+        what="RotaryEmbedding(4) on (3, 4) with positions of shape (2,)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("alibi_slopes")
+def test_alibi_slopes_refuse_no_heads(student):
+    """alibi_slopes(0) raises ValueError: there is no head to give a slope."""
+    checks.expect_value_error(lambda: student.call("alibi_slopes", 0), what="alibi_slopes(0)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("alibi_bias")
+def test_alibi_bias_refuses_more_queries_than_keys(student):
+    """alibi_bias(2, 3, 2) raises ValueError: query 0 would sit at position -1."""
+    checks.expect_value_error(lambda: student.call("alibi_bias", 2, 3, 2), what="alibi_bias(2, 3, 2)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("alibi_bias")
+def test_alibi_bias_k_len_defaults_to_q_len(student):
+    """alibi_bias(2, 3) equals alibi_bias(2, 3, 3): without a cache there are as many keys as queries."""
+    short = checks.check_tensor(student.call("alibi_bias", 2, 3), what="alibi_bias(2, 3)", shape=(2, 3, 3))
+    checks.assert_equal(short, student.call("alibi_bias", 2, 3, 3), what="alibi_bias(2, 3) vs alibi_bias(2, 3, 3)",
+                        reveal=True)

@@ -233,3 +233,39 @@ def test_residual_block_rejects_unknown_norm(student):
         lambda: student.module("ResidualBlock", {"sublayer": {"$obj": "linear"}, "d_model": 4, "norm": "groupnorm"},
                                objects=objects, calls=[]),
         what='ResidualBlock(Linear(4, 4), 4, norm="groupnorm")')
+
+
+# --- the cheap promises: parameters and errors ---------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("LayerNorm")
+def test_layernorm_bias_false_has_weight_only(student):
+    """LayerNorm((2, 3), bias=False) has a weight of shape (2, 3) and no bias."""
+    result = student.module("LayerNorm", {"normalized_shape": (2, 3), "bias": False}, calls=[], state_dict_shapes=True)
+    if result.state_dict_shapes != {"weight": [2, 3]}:
+        checks.fail(f"state_dict shapes are {result.state_dict_shapes}, expected {{'weight': [2, 3]}}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("RMSNorm")
+def test_rmsnorm_parameters(student):
+    """RMSNorm(6) has a weight (6,) of ones and no bias; elementwise_affine=False has no parameter at all."""
+    result = student.module("RMSNorm", {"d_model": 6}, calls=[], state_dict_shapes=True, attrs=("self.weight",))
+    if result.state_dict_shapes != {"weight": [6]}:
+        checks.fail(f"state_dict shapes are {result.state_dict_shapes}, expected {{'weight': [6]}}")
+    checks.assert_equal(result.attrs["self.weight"], torch.ones(6), what="initial weight", reveal=True)
+    plain = student.module("RMSNorm", {"d_model": 6, "elementwise_affine": False}, calls=[], state_dict_shapes=True)
+    if plain.state_dict_shapes:
+        checks.fail(f"RMSNorm(6, elementwise_affine=False) has parameters {plain.state_dict_shapes}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("BatchNorm")
+def test_batchnorm_refuses_one_value_per_channel_in_training(student):
+    """BatchNorm(4) in training mode on a (1, 4) input raises ValueError (no variance); in eval mode it runs."""
+    call = [{"fn": "self.forward", "args": [torch.ones(1, 4)]}]
+    checks.expect_value_error(lambda: student.module("BatchNorm", {"num_features": 4}, calls=call, train=True),
+                              what="BatchNorm(4) in training mode on one value per channel")
+    checks.expect_value_error(lambda: student.module("BatchNorm", {"num_features": 4}, calls=call),
+                              what="BatchNorm(4) in eval mode on one value per channel", valid=True)

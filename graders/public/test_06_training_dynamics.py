@@ -435,3 +435,69 @@ def test_compute_optimal_minimizes_the_loss_on_the_budget(student):
     if not loss(n_opt) <= min(loss(n_opt * 1.05), loss(n_opt / 1.05)):
         checks.fail(f"compute_optimal(1e21) returned N = {n_opt:.4g}, but a 5 % different N has a lower loss: "
                     "N_opt = G * (C / 6) ** (beta / (alpha + beta))")
+
+
+# --- the cheap promises: errors and edge cases ---------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("schedules")
+@pytest.mark.parametrize("bad", [{"min_lr": 2.0}, {"warmup_steps": -1}, {"total_steps": 5}])
+def test_cosine_schedule_refuses_bad_arguments(student, bad):
+    """cosine_schedule raises ValueError for min_lr > max_lr, a negative warm-up, or total_steps < warmup_steps."""
+    kwargs = {"max_lr": 1.0, "min_lr": 0.1, "warmup_steps": 10, "total_steps": 110} | bad
+    checks.expect_value_error(lambda: student.call("cosine_schedule", 20, **kwargs),
+                              what=f"cosine_schedule(20, {', '.join(f'{k}={v}' for k, v in kwargs.items())})")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("schedules")
+@pytest.mark.parametrize("bad", [{"d_model": 0}, {"warmup_steps": 0}])
+def test_noam_schedule_refuses_bad_sizes(student, bad):
+    """noam_schedule raises ValueError for d_model < 1 or warmup_steps < 1."""
+    kwargs = {"d_model": 512, "warmup_steps": 4000} | bad
+    checks.expect_value_error(lambda: student.call("noam_schedule", 10, **kwargs),
+                              what=f"noam_schedule(10, {', '.join(f'{k}={v}' for k, v in kwargs.items())})")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("cross_entropy")
+def test_cross_entropy_with_every_target_ignored_is_nan(student):
+    """With every target equal to ignore_index the mean is 0 / 0: NaN, as in PyTorch."""
+    loss = student.call("cross_entropy", randn((2, 3, 4), seed=23), torch.full((2, 3), -100))
+    if not torch.isnan(checks.check_tensor(loss, what="cross_entropy with every target ignored", shape=())):
+        checks.fail(f"cross_entropy with every target ignored returned {float(loss)!r}, expected nan (0 / 0)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("AdamW")
+@pytest.mark.parametrize("bad", [{"lr": -0.1}, {"eps": -1e-8}, {"weight_decay": -0.1}, {"betas": (0.9, 1.0)}])
+def test_adamw_refuses_bad_arguments(student, bad):
+    """AdamW raises ValueError for a negative lr, eps or weight_decay, or a beta outside [0, 1)."""
+    objects = {"p": {"cls": "parameter", "module": HARNESS, "init": {"data": torch.zeros(2)}},
+               "opt": {"cls": "AdamW", "init": {"params": [obj("p")]} | bad}}
+    checks.expect_value_error(lambda: student.run(objects=objects, calls=[]), what=f"AdamW(params, **{bad})")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("train_step")
+def test_train_step_refuses_bad_arguments(student):
+    """train_step raises ValueError for an empty list of micro-batches, and for float16 autocast without a scaler."""
+    state, x, y = step_batches()
+    checks.expect_value_error(lambda: student.run(**step_request([], state=state, vocab=6, d_model=4)),
+                              what="train_step(model, [], optimizer)")
+    checks.expect_value_error(
+        lambda: student.run(**step_request([(x, y)], state=state, vocab=6, d_model=4, autocast_dtype=torch.float16)),
+        what="train_step(..., autocast_dtype=torch.float16) without a scaler")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("scaling_laws")
+def test_scaling_fits_refuse_bad_inputs(student):
+    """compute_optimal(0) raises ValueError; so does fit_chinchilla on 4 runs (five unknowns) or on lengths that differ."""
+    checks.expect_value_error(lambda: student.call("compute_optimal", 0.0), what="compute_optimal(0)")
+    runs = [1e8, 2e8, 4e8, 8e8]
+    checks.expect_value_error(lambda: student.call("fit_chinchilla", runs, [2e9] * 4, [3.0, 2.9, 2.8, 2.7]),
+                              what="fit_chinchilla on 4 runs")
+    checks.expect_value_error(lambda: student.call("fit_chinchilla", runs + [1.6e9], [2e9] * 5, [3.0] * 4),
+                              what="fit_chinchilla with 5 sizes and 4 losses")

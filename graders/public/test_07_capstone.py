@@ -285,6 +285,16 @@ def test_low_temperature_sampling_is_greedy(student):
 
 @pytest.mark.points(1)
 @pytest.mark.task("generate")
+@pytest.mark.parametrize("bad", [{"temperature": -1.0}, {"top_k": 0}])
+def test_sampling_refuses_bad_arguments(student, bad):
+    """sample_next_token raises ValueError for a negative temperature or top_k < 1."""
+    logits = torch.zeros(2, 5)
+    checks.expect_value_error(lambda: student.call("sample_next_token", logits, **bad),
+                              what=f"sample_next_token(logits, **{bad})")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("generate")
 def test_top_k_one_is_greedy(student):
     """Sampling with top_k=1 at temperature 1 always picks the largest logit: it equals temperature=0."""
     state = random_weights(student, SMALL, seed=7)
@@ -389,3 +399,25 @@ def test_get_batch_example(student):
                         what="x", reveal=True)
     checks.assert_equal(checks.check_tensor(result.output[1], what="y", shape=(4, 8), dtype=torch.long), x + 1,
                         what="y (the next token of each position)", reveal=True)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("data")
+@pytest.mark.parametrize(("init", "calls", "what"), [
+    ({"chars": "ba"}, [], "CharTokenizer('ba') (not sorted)"),
+    ({"chars": "aab"}, [], "CharTokenizer('aab') (a repeat)"),
+    ({"chars": "ab"}, [{"fn": "tok.decode", "args": [[0, 2]]}], "CharTokenizer('ab').decode([0, 2])")])
+def test_tokenizer_refuses_bad_vocabularies_and_ids(student, init, calls, what):
+    """CharTokenizer raises ValueError for an unsorted or repeating vocabulary, and decode for an id >= vocab_size."""
+    tokenizer = {"tok": {"cls": "CharTokenizer", "module": "train_gpt", "init": init}}
+    checks.expect_value_error(lambda: student.run(module="train_gpt", objects=tokenizer, calls=calls), what=what)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("data")
+@pytest.mark.parametrize(("data", "block_size"), [(torch.arange(20).reshape(4, 5), 2), (torch.arange(8), 8)])
+def test_get_batch_refuses_data_without_a_window(student, data, block_size):
+    """get_batch raises ValueError for 2-D data, or when N <= block_size (no window with a next token fits)."""
+    checks.expect_value_error(lambda: student.run(module="train_gpt",
+                                                  calls=[{"fn": "get_batch", "args": [data, 2, block_size]}]),
+                              what=f"get_batch(data of shape {tuple(data.shape)}, 2, block_size={block_size})")
