@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REFERENCE, assert_mutant_caught, assert_variant_keeps_full_marks, grade_edit
+from tests.conftest import (REFERENCE, assert_mutant_caught, assert_variant_keeps_full_marks, chapter_entry, grade,
+                            grade_edit, tree_with)
 from tests.mutants.ch05 import MUTANTS, VALID_VARIANTS
 
 CHAPTER = "layer_normalization"
@@ -50,3 +51,19 @@ def test_every_mutant_names_its_tasks():
 def test_mutants_apply_cleanly():
     for mutant in [*MUTANTS, *VALID_VARIANTS]:
         assert mutant.apply(SOURCE) != SOURCE
+
+
+@pytest.mark.slow
+def test_statistics_hint_only_when_the_forward_pass_is_right(tmp_path):
+    """BatchNorm's training-gradient test names the batch statistics for a detached mean, whose output is right,
+    and not for the unbiased variance, a forward bug that fails the same test."""
+    mutants = {m.name: m for m in MUTANTS}
+    hint = "the batch mean and variance are functions of x"
+    for name, named in (("batchnorm_mean_detached", True), ("batchnorm_normalizes_with_unbiased_variance", False)):
+        folder = tmp_path / name
+        folder.mkdir()
+        tree = tree_with(folder, MODULE, mutants[name].apply(SOURCE))
+        entry = chapter_entry(grade(tree, folder / "report", CHAPTER, tasks=("BatchNorm",)), CHAPTER)
+        test = next(t for t in entry["tests"] if t["name"] == "test_batchnorm_training_gradients_match_torch")
+        assert test["status"] == "failed", name
+        assert (hint in test["message"]) is named, test["message"]
