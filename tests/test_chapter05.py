@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import (REFERENCE, assert_mutant_caught, assert_variant_keeps_full_marks, chapter_entry, grade,
-                            grade_edit, tree_with)
+from tests.conftest import (
+    REFERENCE,
+    assert_mutant_caught,
+    assert_variant_keeps_full_marks,
+    chapter_entry,
+    grade,
+    grade_edit,
+    tree_with,
+)
 from tests.mutants.ch05 import MUTANTS, VALID_VARIANTS
 
 CHAPTER = "layer_normalization"
