@@ -106,9 +106,9 @@ class Generated:
     line: int  # 1-based line of the edit in the reference module
     owner: str  # qualified name of the enclosing function or class
     operator: str  # e.g. "binop:+:-"
-    before: str  # the edited line(s), stripped
-    after: str
-    tasks: tuple[str, ...]  # `grade --task` for each; empty: the whole chapter
+    before: str  # the edit's first line, stripped
+    after: str  # that line once edited, stripped
+    tasks: tuple[str, ...]  # the tasks that grade it (`grade --task`); empty: the whole chapter
     mutant: Mutant
 
 
