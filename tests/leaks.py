@@ -41,13 +41,21 @@ _OWN_VALUE = re.compile(rf"\b(?:you returned|returned|yours (?:is|was|gives?)|yo
 _ALLOWED_HERE = re.compile(rf"\bhere\s*[:=]?\s*{_NUMBER}", re.IGNORECASE)
 
 
+# What the student's own code raised ("your code raised ValueError: not enough values to unpack
+# (expected 3, got 1)", then its traceback's indented lines) is the student's text, not the grader's:
+# an "expected" there says nothing about the grader's values.
+_STUDENT_RAISED = re.compile(r"^.*\byour code raised\b.*(?:\n[ \t]+.*)*", re.MULTILINE)
+
+
 def hidden_leaks(message: str) -> list[str]:
     """Every problem in one hidden test's failure message, as "<problem>: <the text that shows it>"
     (empty when the message gives nothing away). Checked: an expected value ("expected 0.5",
     "should be 3"), an error relative to the expected value ("(relative 0.1)", "off by 12%"), an
     error size shown with the student's value ("largest error 0.1 ... you returned 0.4", "returned
     145 ... off by 3"), the allowed error at one place when it grows with |expected| ("here 0.012"),
-    a seed (`seed=3`, `@seed(`, `@reproduce_failure(`) and a Hypothesis `data(...)` draw."""
+    a seed (`seed=3`, `@seed(`, `@reproduce_failure(`) and a Hypothesis `data(...)` draw. The text of
+    an exception the student's code raised is left out of the check."""
+    message = _STUDENT_RAISED.sub("", message)
     problems = [f"{problem}: {match.group(0)!r}" for problem, pattern in _RULES for match in pattern.finditer(message)]
     sizes, values = list(_ERROR_SIZE.finditer(message)), list(_OWN_VALUE.finditer(message))
     if sizes and values:

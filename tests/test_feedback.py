@@ -29,6 +29,7 @@ LEAKING = [
     ("allowed: 1.0e-05 * max(1, |x|) + 1.0e-05 * |expected| (rounding); here 0.0123", "grows with |expected|"),
     ("Failing case: ActivationCase(shape=(1,), scale=1.0, dtype=torch.float32, seed=0)", "seed"),
     ("test_ffn(student=<student>, data=data(...))", "data() draw"),
+    ("your code raised ValueError: bad\n  File \"f.py\", line 1\nlargest error 0.1, expected 0.3", "expected value"),
     ("You can reproduce this example by temporarily adding @reproduce_failure('6.0', b'AA')", "seed"),
 ]
 
@@ -46,6 +47,9 @@ CLEAN = [
     "kept weights (they should be scaled by 1/(1-p) = 1.33)",
     "Failing case: FFNCase swiglu, x (2, 3, 8) float64, d_ff 10, bias False",
     "cross_attn ran 2 times in one forward pass, expected once",
+    # the student's own exception: its words are theirs, not the grader's values
+    ("your code raised ValueError: not enough values to unpack (expected 3, got 1)\n"
+     "  File \"feedforward.py\", line 131, in forward\n    B, T, D = x.shape\nFailing case: FFNCase lead ()"),
 ]
 
 
