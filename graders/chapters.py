@@ -24,6 +24,10 @@ BUDGET_FACTOR = 10.0
 # submission (`batch.DEFAULT_TIMEOUT_S`), so a submission that spends every budget still gets
 # a report with its scores, not a timeout row.
 BUDGET_FLOOR_S = 240.0
+# Examples per Hypothesis test in the `grading` profile (graders/conftest.py), the profile the
+# reference_s figures were measured under. A profile with more examples (`thorough`) scales every
+# chapter's budget by the ratio, so more examples never turn a correct solution's tests into timeouts.
+GRADING_MAX_EXAMPLES = 15
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,13 @@ class Chapter:
     def suite(self, visibility: str) -> Path:
         return GRADERS / visibility / f"test_{self.slug}.py"
 
-    def budget_s(self, factor: float = BUDGET_FACTOR) -> float:
+    def budget_s(self, factor: float = BUDGET_FACTOR, max_examples: int = GRADING_MAX_EXAMPLES) -> float:
         """Wall-clock seconds the student's code may take over the whole chapter: `factor` times
-        the reference's grade, and never less than BUDGET_FLOOR_S. Each call also has its own
+        the reference's grade, and never less than BUDGET_FLOOR_S, both scaled by `max_examples`
+        over GRADING_MAX_EXAMPLES when the Hypothesis profile draws more. Each call also has its own
         limit; this one stops a submission that stays just under it in every call."""
-        return max(BUDGET_FLOOR_S, factor * self.reference_s)
+        scale = max(1.0, max_examples / GRADING_MAX_EXAMPLES)
+        return scale * max(BUDGET_FLOOR_S, factor * self.reference_s)
 
 
 # reference_s: the grade command's own seconds for `--impl reference_solutions --chapter N`

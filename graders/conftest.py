@@ -13,13 +13,13 @@ import os
 import pytest
 from hypothesis import Phase, settings
 
-from graders import plugin
+from graders import chapters, plugin
 from graders.snapshots import Snapshot
 
 settings.register_profile(
     "grading",
     parent=settings.get_profile("ci"),
-    max_examples=15,
+    max_examples=chapters.GRADING_MAX_EXAMPLES,
     print_blob=False,  # the blob would let a student replay hidden inputs; the shrunk example is shown
     report_multiple_bugs=False,  # one clear failure per test
     # No `explain` phase: it names lines of the grader's own source, which is no help to a student.

@@ -20,6 +20,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from graders import chapters, static
@@ -89,7 +90,8 @@ class Grading:
         """Seconds the chapter's worker may spend in all (`--grading-budget-s`, else the table's)."""
         if self.budget_s is not None:
             return self.budget_s
-        return chapter.budget_s() if self.budget_factor is None else chapter.budget_s(self.budget_factor)
+        factor = chapters.BUDGET_FACTOR if self.budget_factor is None else self.budget_factor
+        return chapter.budget_s(factor, max_examples=hypothesis.settings.default.max_examples)
 
     def scan(self, chapter: chapters.Chapter) -> tuple[list[static.Violation], str]:
         """Banned-API hits in the chapter's modules, and a parse error message if any."""

@@ -41,6 +41,14 @@ def test_budget_is_the_factor_times_the_reference_never_under_the_floor():
     assert capstone.budget_s(0.001) == chapters.BUDGET_FLOOR_S
 
 
+def test_budget_grows_with_the_profiles_examples():
+    """The `thorough` profile draws 20 times the examples: the budget is 20 times larger, never smaller."""
+    chapter = chapters.find(4)
+    base = chapter.budget_s()
+    assert chapter.budget_s(max_examples=20 * chapters.GRADING_MAX_EXAMPLES) == 20 * base
+    assert chapter.budget_s(max_examples=1) == base
+
+
 def test_budget_options_come_from_the_flag_then_the_environment(monkeypatch, tmp_path):
     run = grade.Run(impl=tmp_path, requested=[], report_dir=tmp_path)
     monkeypatch.delenv("GRADERS_CHAPTER_BUDGET_S", raising=False)
