@@ -106,7 +106,8 @@ def test_structured_entries_parse_a_google_docstring():
     assert [(e.section, e.key, e.text) for e in entries] == [
         ("Args", "d_ff", "d_ff: hidden width; default ``4 * d_model``."), ("Args", "bias", "bias: biases or not."),
         ("Shapes", "``forward(x)``: ``(..., D) -> (..., D)``.", "``forward(x)``: ``(..., D) -> (..., D)``."),
-        ("Returns", "", "the output, in x's dtype."), ("Raises", "ValueError", "ValueError: an unknown ``activation``.")]
+        ("Returns", "", "the output, in x's dtype."),
+        ("Raises", "ValueError", "ValueError: an unknown ``activation``.")]
 
 
 def test_guide_table_is_generated_from_the_data(audits):

@@ -65,7 +65,8 @@ def test_sinusoidal_positions_refuse_an_odd_width(student, d_model):
 def test_embedding_starts_at_std_one_over_sqrt_d_model(student):
     """A fresh DecoderOnly(d_model=64) has embedding.weight ~ normal(0, 1/sqrt(64)): std 0.125, within 10 %."""
     init = MODEL_INIT | {"vocab_size": 512, "d_model": 64, "num_heads": 4, "num_layers": 1}
-    weight = student.module("DecoderOnly", init, calls=[], attrs=("self.embedding.weight",)).attrs["self.embedding.weight"]
+    result = student.module("DecoderOnly", init, calls=[], attrs=("self.embedding.weight",))
+    weight = result.attrs["self.embedding.weight"]
     # 32768 draws: the sample std of a right initialisation is within 1 % of 0.125; N(0, 1) is 8 times off.
     std = float(checks.check_tensor(weight, what="embedding.weight", shape=(512, 64)).double().std())
     if abs(std - 0.125) > 0.0125:
@@ -91,8 +92,9 @@ def test_first_layer_sees_scaled_embedding_plus_positions(student):
     angles = torch.arange(5, dtype=torch.float64)[:, None] / 10000 ** (i / d)  # (T, D/2)
     table = torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(5, d).float()  # sin even, cos odd columns
     expected = state["embedding.weight"][x] * d ** 0.5 + table
-    checks.assert_close(seen[0]["args"][0], expected, tolerances.ADDED_TABLE[torch.float32], what="the input of layers.0",
-                        reveal=True, hint="embedding(tokens) * sqrt(d_model) + positions[:T]; the scale multiplies "
+    checks.assert_close(seen[0]["args"][0], expected, tolerances.ADDED_TABLE[torch.float32],
+                        what="the input of layers.0", reveal=True,
+                        hint="embedding(tokens) * sqrt(d_model) + positions[:T]; the scale multiplies "
                         "the embedding only, not the positions")
 
 
@@ -103,7 +105,8 @@ def test_sequence_longer_than_max_seq_len_raises(student):
     init = MODEL_INIT | {"max_seq_len": 4, "num_layers": 1}
 
     def run(length: int):
-        return student.module("DecoderOnly", init, calls=[{"fn": "self.forward", "args": [tokens((1, length), seed=9)]}])
+        call = {"fn": "self.forward", "args": [tokens((1, length), seed=9)]}
+        return student.module("DecoderOnly", init, calls=[call])
 
     checks.expect_value_error(lambda: run(4), what="DecoderOnly(max_seq_len=4) on 4 tokens", valid=True)
     checks.expect_value_error(lambda: run(5), what="DecoderOnly(max_seq_len=4) on 5 tokens")

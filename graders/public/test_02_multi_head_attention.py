@@ -80,6 +80,23 @@ def test_softmax_rows_are_normalized_on_their_own(student):
                         hint="subtract each slice's own max (amax along dim, keepdim=True), not the whole tensor's")
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("softmax")
+def test_softmax_gradient(student):
+    """d <g, softmax(x)> / dx is y * (g - sum(g * y)) along dim: the gradient flows through the normalizing sum too."""
+    x = randn((3, 5), seed=3, scale=2.0, dtype=torch.float64)
+    g = randn((3, 5), seed=4, dtype=torch.float64)
+    result = student.call_with_grad("softmax", (x,), {"dim": -1}, upstream=g)
+    got = result.input_grads.get("0")
+    if got is None:
+        checks.fail("softmax's output does not depend on x through autograd (detached?)")
+    y = torch.exp(x - x.amax(dim=-1, keepdim=True))
+    y = y / y.sum(dim=-1, keepdim=True)
+    expected = y * (g - (g * y).sum(dim=-1, keepdim=True))
+    checks.assert_close(got, expected, tolerances.ATTENTION_GRAD[torch.float64], what="d <g, softmax(x)> / dx",
+                        reveal=True, hint="never detach the sum you divide by (the max shift may be detached)")
+
+
 # --- scaled dot-product attention -----------------------------------------------------------
 
 
@@ -282,6 +299,22 @@ def test_mha_dropout_acts_in_training_mode_only(student):
     if torch.allclose(forward(0.5, train=True), free):
         checks.fail("MultiHeadAttention(dropout=0.5) in training mode gives the dropout-free output: pass "
                     "dropout_p=self.dropout to the attention when self.training")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("MultiHeadAttention")
+def test_mha_dropout_drops_attention_weights_at_rate_p(student):
+    """In training mode MultiHeadAttention(dropout=0.25) zeroes about a quarter of the returned attention weights."""
+    x = randn((4, 32, 16), seed=60)
+    _, weights = student.module("MultiHeadAttention", {"d_model": 16, "num_heads": 4, "dropout": 0.25}, train=True,
+                                  calls=[{"fn": "self.forward", "args": [x], "kwargs": {"need_weights": True}}]).output
+    weights = checks.check_tensor(weights, what="weights in training mode", shape=(4, 4, 32, 32))
+    dropped = float((weights == 0).double().mean())
+    bound = 6 * math.sqrt(0.25 * 0.75 / weights.numel())
+    if abs(dropped - 0.25) > bound:
+        checks.fail(f"dropout=0.25 zeroed a fraction {dropped:.3f} of the attention weights, expected 0.25 +- "
+                    f"{bound:.3f}: pass dropout_p=self.dropout (the drop probability) to the attention, which drops "
+                    "the weights, not the layer's output")
 
 
 @pytest.mark.points(1)

@@ -116,6 +116,23 @@ def test_sinusoidal_module_dropout_only_in_training(student):
                     "apply the dropout to the sum")
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("SinusoidalPositionalEncoding")
+def test_sinusoidal_module_dropout_acts_on_the_sum(student):
+    """In training mode with dropout=0.5 and x = 0, each entry is 0 or 2 * PE: the dropout acts on x + PE, not on x."""
+    result = student.module("SinusoidalPositionalEncoding", {"d_model": 8, "max_len": 32, "dropout": 0.5}, train=True,
+                            calls=[{"fn": "self.forward", "args": [torch.zeros(2, 16, 8)]}])
+    out = checks.check_tensor(result.output, what="SinusoidalPositionalEncoding(dropout=0.5)(0) in training mode",
+                              shape=(2, 16, 8))
+    table = student.call("sinusoidal_encoding", 16, 8).float()
+    kept = out != 0
+    checks.assert_close(out[kept], (2 * table.expand(2, 16, 8))[kept], tolerances.ADDED_TABLE[torch.float32],
+                        what="the kept entries (x = 0) against 2 * PE", reveal=True,
+                        hint="dropout(x + PE[:T]): the kept entries are scaled by 1 / (1 - p)")
+    if kept.all():
+        checks.fail("no entry of dropout(0 + PE) was dropped at p = 0.5: apply the dropout to the sum x + PE[:T]")
+
+
 # --- learned ------------------------------------------------------------------------------------
 
 
@@ -228,7 +245,7 @@ def test_attention_with_rope_golden(student, snapshot):
 @pytest.mark.points(1)
 @pytest.mark.task("RotaryEmbedding")
 def test_attention_with_rope_through_a_kv_cache(student):
-    """Decoding 3 then 2 tokens through a KVCache with rope gives the full causal pass's output (positions 3, 4 next)."""
+    """Decoding 3 then 2 tokens through a KVCache with rope gives the full causal pass's output."""
     x = randn((1, 5, 16), seed=13)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     calls = [{"fn": "self.forward", "args": [x], "kwargs": {"mask": causal, "rope": obj("rope")}},
@@ -287,13 +304,14 @@ def test_sinusoidal_encoding_refuses_bad_sizes(student, max_len, d_model):
 @pytest.mark.points(1)
 @pytest.mark.task("SinusoidalPositionalEncoding")
 def test_sinusoidal_module_refuses_odd_width_and_long_input(student):
-    """SinusoidalPositionalEncoding(7) raises ValueError; with max_len=4 a 4-token input runs and a 5-token one raises."""
+    """SinusoidalPositionalEncoding(7) raises ValueError; with max_len=4, 4 tokens run and 5 raise ValueError."""
     checks.expect_value_error(lambda: student.module("SinusoidalPositionalEncoding", {"d_model": 7}, calls=[]),
                               what="SinusoidalPositionalEncoding(7)")
     for length, valid in ((4, True), (5, False)):
         call = {"fn": "self.forward", "args": [torch.zeros(1, length, 8)]}
         checks.expect_value_error(
-            lambda call=call: student.module("SinusoidalPositionalEncoding", {"d_model": 8, "max_len": 4}, calls=[call]),
+            lambda call=call: student.module("SinusoidalPositionalEncoding", {"d_model": 8, "max_len": 4},
+                                             calls=[call]),
             what=f"SinusoidalPositionalEncoding(8, max_len=4) on {length} tokens", valid=valid)
 
 

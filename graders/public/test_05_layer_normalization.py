@@ -134,6 +134,22 @@ def test_rmsnorm_keeps_half_precision(student):
 
 @pytest.mark.points(1)
 @pytest.mark.task("RMSNorm")
+def test_rmsnorm_gradient_flows_through_the_root_mean_square(student):
+    """d <g, RMSNorm(x)> / dx is (g - y * mean(g * y)) / rms(x): the root mean square depends on x too."""
+    x = randn((2, 6), seed=17, scale=2.0, dtype=torch.float64)
+    g = randn((2, 6), seed=18, dtype=torch.float64)
+    result = student.module("RMSNorm", {"d_model": 6, "elementwise_affine": False}, dtype=torch.float64,
+                            calls=[{"fn": "self.forward", "args": [x]}], upstream=g, output=())
+    rms = (x.pow(2).mean(dim=-1, keepdim=True) + 1e-6).sqrt()
+    y = x / rms
+    expected = (g - y * (g * y).mean(dim=-1, keepdim=True)) / rms
+    checks.assert_close(result.input_grads.get("0"), expected, tolerances.norm_grad(torch.float64),
+                        what="d <g, RMSNorm(x)> / dx", reveal=True,
+                        hint="never detach the root mean square or compute it under no_grad")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("RMSNorm")
 def test_rmsnorm_eps_inside_the_root(student):
     """RMSNorm(4, eps=1) maps a row of ones to 1 / sqrt(1 + 1) = 0.7071: eps is added under the square root."""
     result = student.module("RMSNorm", {"d_model": 4, "eps": 1.0}, calls=[{"fn": "self.forward",
@@ -166,6 +182,23 @@ def test_fresh_batchnorm_in_eval_mode_uses_running_stats(student):
     y = checks.check_tensor(result.output, what="BatchNorm(4) in eval mode", shape=(3, 5, 4))
     checks.assert_close(y, x / (1 + 1e-5) ** 0.5, tolerances.norm(torch.float32), what="BatchNorm(4) in eval mode",
                         reveal=True, hint="in eval mode normalize with running_mean and running_var, not the batch's")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("BatchNorm")
+def test_batchnorm_gradient_flows_through_the_batch_statistics(student):
+    """In training, d <g, BatchNorm(x)> / dx is (g - mean(g) - y * mean(g * y)) / std over the batch dims."""
+    x = randn((3, 4, 2), seed=15, scale=2.0, dtype=torch.float64)
+    g = randn((3, 4, 2), seed=16, dtype=torch.float64)
+    result = student.module("BatchNorm", {"num_features": 2}, dtype=torch.float64, train=True,
+                            calls=[{"fn": "self.forward", "args": [x]}], upstream=g, output=())
+    dims = (0, 1)
+    std = (x.var(dim=dims, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    y = (x - x.mean(dim=dims, keepdim=True)) / std
+    expected = (g - g.mean(dim=dims, keepdim=True) - y * (g * y).mean(dim=dims, keepdim=True)) / std
+    checks.assert_close(result.input_grads.get("0"), expected, tolerances.norm_grad(torch.float64),
+                        what="d <g, BatchNorm(x)> / dx in training mode", reveal=True,
+                        hint="the batch mean and variance depend on x: never detach them in training")
 
 
 def residual_block(student, init: dict, calls: list[dict], **kwargs):
@@ -202,10 +235,43 @@ def test_residual_block_dropout_acts_in_training_mode_only(student):
 
     free = forward(0.0)
     checks.assert_close(forward(0.5), free, tolerances.norm(torch.float32), what="ResidualBlock(dropout=0.5) in eval "
-                        "mode", reveal=True, hint="dropout acts only in training mode (nn.Dropout follows self.training)")
+                        "mode", reveal=True,
+                        hint="dropout acts only in training mode (nn.Dropout follows self.training)")
     if torch.allclose(forward(0.5, train=True), free):
         checks.fail("ResidualBlock(dropout=0.5) in training mode gives the dropout-free output: apply the dropout "
                     "to the sublayer's output")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("ResidualBlock")
+def test_residual_block_drops_the_sublayer_output(student):
+    """Pre-norm, dropout=0.5, training, a sublayer that outputs ones: out - x is 0 or 2."""
+    x = randn((4, 8, 6), seed=19)
+    state = {"sublayer.weight": torch.zeros(6, 6), "sublayer.bias": torch.ones(6), "norm.weight": torch.ones(6),
+             "norm.bias": torch.zeros(6)}
+    out = residual_block(student, {"dropout": 0.5}, calls=[{"fn": "self.forward", "args": [x]}], state_dict=state,
+                         train=True).output
+    update = checks.check_tensor(out, what="ResidualBlock(dropout=0.5) in training mode", shape=(4, 8, 6)) - x
+    dropped, kept = update.abs() < 1e-5, (update - 2).abs() < 1e-5
+    if not (dropped | kept).all() or dropped.all() or kept.all():
+        checks.fail("with a sublayer that outputs ones, out - x should be 0 (dropped) or 2 (kept, scaled by "
+                    "1 / (1 - p)) at every entry: x + dropout(sublayer(norm(x))), the dropout on the sublayer's output")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("ResidualBlock")
+def test_post_norm_residual_block_never_drops_the_stream(student):
+    """Post-norm, dropout=0.5, training, a sublayer that outputs 0: the output is norm(x) (only the sublayer drops)."""
+    x = randn((4, 8, 6), seed=20, dtype=torch.float64)
+    state = {"sublayer.weight": torch.zeros(6, 6), "sublayer.bias": torch.zeros(6), "norm.weight": torch.ones(6),
+             "norm.bias": torch.zeros(6)}
+    out = residual_block(student, {"dropout": 0.5, "prenorm": False}, calls=[{"fn": "self.forward", "args": [x]}],
+                         state_dict=state, train=True, dtype=torch.float64).output
+    expected = (x - x.mean(dim=-1, keepdim=True)) / (x.var(dim=-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    checks.assert_close(checks.check_tensor(out, what="post-norm ResidualBlock in training mode", shape=(4, 8, 6)),
+                        expected, tolerances.norm(torch.float64), what="post-norm output with a zero sublayer",
+                        reveal=True,
+                        hint="norm(x + dropout(sublayer(x))): the dropout acts on the sublayer's output, never on x")
 
 
 @pytest.mark.points(1)

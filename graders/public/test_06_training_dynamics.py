@@ -112,16 +112,17 @@ def test_cross_entropy_is_stable_for_huge_logits(student):
 @pytest.mark.points(1)
 @pytest.mark.task("cross_entropy")
 def test_cross_entropy_gradient_is_softmax_minus_one_hot(student):
-    """d cross_entropy / d logits is (softmax(logits) - one_hot(targets)) / N for N targets: the log-sum-exp included."""
+    """d cross_entropy / d logits is (softmax(logits) - one_hot(targets)) / N for N targets."""
     logits = randn((2, 3, 5), seed=21, scale=2.0, dtype=torch.float64)
     targets = torch.tensor([[0, 4, 2], [1, 1, 3]])
-    result = student.call_with_grad("cross_entropy", (logits, targets), {}, upstream=torch.tensor(1.0, dtype=torch.float64))
+    result = student.call_with_grad("cross_entropy", (logits, targets), {},
+                                    upstream=torch.tensor(1.0, dtype=torch.float64))
     got = result.input_grads.get("0")
     if got is None:
         checks.fail("cross_entropy's output does not depend on the logits through autograd (detached?)")
     expected = (logits.softmax(dim=-1) - torch.nn.functional.one_hot(targets, 5).double()) / targets.numel()
     checks.assert_close(got, expected, tolerances.cross_entropy(torch.float64), what="d loss / d logits", reveal=True,
-                        hint="the log-normalizer depends on the logits: never detach it (the max shift needs no gradient)")
+                        hint="the log-normalizer depends on the logits: never detach it (the max shift may be)")
 
 
 # --- clipping -----------------------------------------------------------------------------------
@@ -361,7 +362,8 @@ def train_call(store: str, **kwargs) -> dict:
 @pytest.mark.task("Trainer")
 def test_trainer_applies_the_schedule(student):
     """The first step's rate is cosine_schedule(0) = 0 (warm-up starts at 0): after it the weights are unchanged."""
-    before = student.run(objects=trainer_objects(TRAINER_CONFIG | {"out_dir": None}), calls=[{"fn": "model.state_dict"}])
+    before = student.run(objects=trainer_objects(TRAINER_CONFIG | {"out_dir": None}),
+                         calls=[{"fn": "model.state_dict"}])
     after = student.run(objects=trainer_objects(TRAINER_CONFIG | {"out_dir": None}),
                         calls=[train_call("trainer", until=1), {"fn": "model.state_dict"}])
     for name, value in before.output.items():
@@ -494,7 +496,7 @@ def test_train_step_refuses_bad_arguments(student):
 @pytest.mark.points(1)
 @pytest.mark.task("scaling_laws")
 def test_scaling_fits_refuse_bad_inputs(student):
-    """compute_optimal(0) raises ValueError; so does fit_chinchilla on 4 runs (five unknowns) or on lengths that differ."""
+    """compute_optimal(0) raises ValueError; so does fit_chinchilla on 4 runs (five unknowns) or unequal lengths."""
     checks.expect_value_error(lambda: student.call("compute_optimal", 0.0), what="compute_optimal(0)")
     runs = [1e8, 2e8, 4e8, 8e8]
     checks.expect_value_error(lambda: student.call("fit_chinchilla", runs, [2e9] * 4, [3.0, 2.9, 2.8, 2.7]),

@@ -177,14 +177,15 @@ def test_parameter_count_and_flops(student, tie):
 @pytest.mark.points(1)
 @pytest.mark.task("GPT")
 def test_loss_is_cross_entropy_of_the_logits(student):
-    """forward(idx, targets)'s loss is the mean of -log softmax(logits)[target] over every position (targets as given)."""
+    """forward(idx, targets)'s loss is the mean of -log softmax(logits)[target] over every position, unshifted."""
     state = random_weights(student, SMALL, seed=14)
     g = strategies.generator(15)
     idx, targets = torch.randint(0, 11, (2, 6), generator=g), torch.randint(0, 11, (2, 6), generator=g)
     logits, loss = build(student, SMALL, state=state, calls=[{"fn": "self.forward", "args": [idx, targets]}]).output
     logits = checks.check_tensor(logits, what="logits", shape=(2, 6, 11))
     expected = -logits.log_softmax(dim=-1).gather(-1, targets[..., None]).mean()
-    checks.assert_close(checks.check_tensor(loss, what="loss", shape=()), expected, tolerances.SELF_CONSISTENCY[torch.float64],
+    checks.assert_close(checks.check_tensor(loss, what="loss", shape=()), expected,
+                        tolerances.SELF_CONSISTENCY[torch.float64],
                         what="the loss against the cross-entropy of the returned logits", reveal=True,
                         hint="targets are already the next tokens (get_batch shifts them): do not shift again")
 
@@ -207,6 +208,23 @@ def test_initialization_scales_and_zero_biases(student):
         if abs(std - want) > 0.1 * want:
             checks.fail(f"{name} starts with std {std:.4f}, expected {want:.4f}: normal(0, 0.02) for every weight, "
                         "0.02 / sqrt(2 * n_layer) for attn.out_proj and the FFN's down projection")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+def test_gpt_dropout_acts_in_training_mode_only(student):
+    """GPT(dropout=0.25) in eval mode gives the dropout-free logits; in training mode it does not."""
+    state = random_weights(student, SMALL, seed=24)
+    idx = torch.randint(0, 11, (2, 6), generator=strategies.generator(25))
+    call = {"fn": "self.forward", "args": [idx]}
+    free = build(student, SMALL, state=state, calls=[call]).output[0]
+    evaluated = build(student, SMALL | {"dropout": 0.25}, state=state, calls=[call]).output[0]
+    checks.assert_close(checks.check_tensor(evaluated, what="logits in eval mode", shape=(2, 6, 11)), free,
+                        tolerances.SELF_CONSISTENCY[torch.float64], what="GPT(dropout=0.25) in eval mode", reveal=True,
+                        hint="every dropout acts only in training mode (nn.Dropout follows self.training)")
+    trained = build(student, SMALL | {"dropout": 0.25}, state=state, calls=[call], train=True).output[0]
+    if torch.allclose(checks.check_tensor(trained, what="logits in training mode", shape=(2, 6, 11)), free):
+        checks.fail("GPT(dropout=0.25) in training mode gives the dropout-free logits: apply config.dropout")
 
 
 # --- generation ---------------------------------------------------------------------------------
@@ -348,7 +366,7 @@ def test_fused_equals_unfused(student, pos):
 @pytest.mark.task("fused")
 @pytest.mark.parametrize("pos", ["rope", "alibi"])
 def test_fused_cached_decoding_equals_one_full_pass(student, pos):
-    """With fused_attention=True, forward through kv_caches (3 tokens, then one at a time) gives the full pass's logits."""
+    """With fused_attention=True, forward through kv_caches gives the full pass's logits."""
     cached, full = cached_and_full(student, SMALL | {"pos": pos, "fused_attention": True}, seed=22)
     checks.assert_close(cached, full, tolerances.gpt(6), what=f"fused logits decoded through the caches (pos={pos!r})",
                         reveal=True, hint="in the fused path too, rotate the new queries and keys at positions L, L+1, "

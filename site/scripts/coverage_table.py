@@ -81,8 +81,9 @@ def data_file(chapter: chapters.Chapter) -> Path:
 def load(chapter: chapters.Chapter) -> Audit:
     """The chapter's requirement rows, in file order."""
     rows = tomllib.loads(data_file(chapter).read_text())["requirement"]
-    return Audit(chapter, [Requirement(id=r["id"], object=r["object"], quote=r["quote"], public=tuple(r.get("public", ())),
-                                       hidden=tuple(r.get("hidden", ())), reason=r.get("reason", "")) for r in rows])
+    return Audit(chapter, [Requirement(id=r["id"], object=r["object"], quote=r["quote"],
+                                       public=tuple(r.get("public", ())), hidden=tuple(r.get("hidden", ())),
+                                       reason=r.get("reason", "")) for r in rows])
 
 
 def documented_objects(chapter: chapters.Chapter) -> dict[str, str]:
@@ -124,7 +125,8 @@ def structured_entries(docstring: str) -> list[Entry]:
             continue
         indent = len(header.group(1))
         body: list[str] = []
-        while index < len(lines) and (not lines[index].strip() or len(lines[index]) - len(lines[index].lstrip()) > indent):
+        while index < len(lines) and (not lines[index].strip()
+                                      or len(lines[index]) - len(lines[index].lstrip()) > indent):
             body.append(lines[index])
             index += 1
         while body and not body[-1].strip():
@@ -137,7 +139,8 @@ def structured_entries(docstring: str) -> list[Entry]:
         for line in body:
             if not line.strip():
                 continue
-            starts_item = re.match(r"``[^`]+``:" if section == "Shapes" else r"[A-Za-z_][\w.]*( \(.*?\))?:", line.strip())
+            item = r"``[^`]+``:" if section == "Shapes" else r"[A-Za-z_][\w.]*( \(.*?\))?:"
+            starts_item = re.match(item, line.strip())
             if len(line) - len(line.lstrip()) == item_indent and (starts_item or len(entries) == first):
                 key = line.strip().split(":")[0] if section != "Shapes" else line.strip()
                 entries.append(Entry(section, key, normalize(line)))
