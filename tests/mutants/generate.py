@@ -86,6 +86,7 @@ RECEIVER_DROPPABLE = frozenset({"detach", "contiguous", "clone", "float", "doubl
                                 "sigmoid", "softmax", "log_softmax", "neg", "square"})
 NAMESPACES = frozenset({"torch", "F", "math", "nn", "self", "np"})  # `torch.exp(x)`: a function, not a method
 SWAPPABLE_LAST_TWO = frozenset({"where"})  # torch.where(cond, a, b): swapping a and b is the plausible bug
+SYMMETRIC = frozenset({"max", "min", "maximum", "minimum", "hypot"})  # swapping their arguments changes nothing
 
 BINOPS = {ast.Add: ("+", ["-"]), ast.Sub: ("-", ["+"]), ast.Mult: ("*", ["/"]), ast.Div: ("/", ["*"]),
           ast.FloorDiv: ("//", ["/"]), ast.Pow: ("**", ["*"]), ast.Mod: ("%", ["//"])}
@@ -312,7 +313,7 @@ class _Collector(ast.NodeVisitor):
             elif (isinstance(node.func, ast.Attribute) and name in RECEIVER_DROPPABLE
                   and not (isinstance(node.func.value, ast.Name) and node.func.value.id in NAMESPACES)):
                 self._add(start, end, _wrapped(self.src, node.func.value), f"dropcall:.{name}")
-            if simple and len(positional) >= 2:
+            if simple and len(positional) >= 2 and name not in SYMMETRIC:
                 a, b = (positional[-2], positional[-1]) if name in SWAPPABLE_LAST_TWO else positional[:2]
                 text_a, text_b = self.src.segment(a), self.src.segment(b)
                 both_constant = isinstance(a, ast.Constant | ast.UnaryOp) and isinstance(b, ast.Constant | ast.UnaryOp)
