@@ -298,3 +298,89 @@ def test_layers_refuse_indivisible_heads(student, kind):
     """EncoderLayer(10, 4, 16) and DecoderLayer(10, 4, 16) raise ValueError: 4 heads do not split d_model = 10."""
     checks.expect_value_error(lambda: student.module(kind, {"d_model": 10, "num_heads": 4, "d_ff": 16}, calls=[]),
                               what=f"{kind}(d_model=10, num_heads=4, d_ff=16)")
+
+
+DROP_P = 0.25  # not 0.5: a layer that keeps with probability p instead of 1 - p scales by 1/p, which shows
+
+
+def assert_zero_or_rescaled(got: torch.Tensor, undropped: torch.Tensor, *, what: str, hint: str) -> None:
+    """Each entry of `got` is 0 (dropped) or `undropped / (1 - DROP_P)` (kept, rescaled), and both kinds occur."""
+    got = checks.check_tensor(got, what=what, shape=tuple(undropped.shape))
+    tol = tolerances.ARCH_LAYER
+    scale = undropped.abs().clamp_min(1.0)
+    dropped = got.abs() <= tol.atol * scale
+    kept = (got - undropped / (1 - DROP_P)).abs() <= tol.atol * scale + tol.rtol * (undropped / (1 - DROP_P)).abs()
+    wrong = ~(dropped | kept)
+    if wrong.any():
+        k = int(wrong.flatten().nonzero()[0])
+        checks.fail(f"{what}: {int(wrong.sum())} of {got.numel()} entries are neither 0 (dropped) nor the undropped "
+                    f"value / (1 - p) = {1 / (1 - DROP_P):g} x undropped (kept); e.g. entry {k} is "
+                    f"{got.flatten()[k].item():.6g} where undropped is {undropped.flatten()[k].item():.6g}\n"
+                    f"  see: {hint}")
+    # 80 entries with p = 0.25: all kept or all dropped has probability below 1e-9
+    if not dropped.any() or bool(dropped.all()):
+        checks.fail(f"{what}: {int(dropped.sum())} of {got.numel()} entries were dropped with dropout={DROP_P}; "
+                    f"each entry is dropped with probability p\n  see: {hint}")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", [pytest.param("EncoderLayer", marks=pytest.mark.task("EncoderLayer")),
+                                  pytest.param("DecoderLayer", marks=pytest.mark.task("DecoderLayer"))])
+def test_layer_residuals_add_dropped_sublayer_outputs(student, kind):
+    """Post-norm, dropout=0.25, training mode: what each residual adds to the stream is, entry by entry, 0 or the
+    sublayer's output / 0.75 (self_attn, cross_attn, linear2, read with forward hooks); the attention modules
+    are built with dropout=0.25 too."""
+    init = LAYER_INIT | {"dropout": DROP_P}
+    state = strategies.architecture_state(kind, init, seed=3, dtype=torch.float64)
+    x = strategies.randn((2, 5, 8), seed=1).double()
+    args = [x, strategies.randn((2, 4, 8), seed=2).double()] if kind == "DecoderLayer" else [x]
+    subs = ["self_attn", "cross_attn", "linear2"] if kind == "DecoderLayer" else ["self_attn", "linear2"]
+    norms = [f"norm{k + 1}" for k in range(len(subs))]
+    attentions = [f"self.{name}.dropout" for name in subs if name.endswith("attn")]
+    result = student.module(kind, init, state_dict=state, dtype=torch.float64, train=True,
+                            attrs=("seen", *attentions), calls=[
+                                {"fn": "watch", "module": "$harness", "args": [{"$obj": "self"}, subs + norms],
+                                 "store": "seen"},
+                                {"fn": "self.forward", "args": args}])
+    for attr in attentions:
+        if result.attrs[attr] != DROP_P:
+            checks.fail(f"{kind}(dropout={DROP_P}): {attr.removeprefix('self.')} is {result.attrs[attr]!r}, "
+                        f"expected {DROP_P}: build nn.MultiheadAttention(d_model, num_heads, dropout=dropout, "
+                        "batch_first=True) so the attention weights are dropped too")
+    seen = result.attrs["seen"]
+    for name in subs + norms:
+        if len(seen[name]) != 1 or not seen[name][0]["args"]:
+            checks.fail(f"{kind}: {name} ran {len(seen[name])} times in one forward pass; each runs once, on a "
+                        "positional input")
+    for k, name in enumerate(subs):  # post-norm: norm_k reads x_{k-1} + drop(sublayer_k(x_{k-1}))
+        branch = seen[name][0]["output"]
+        branch = branch[0] if isinstance(branch, list) else branch  # nn.MultiheadAttention returns (out, weights)
+        before = x if k == 0 else seen[norms[k - 1]][0]["output"]
+        added = seen[norms[k]][0]["args"][0] - before
+        assert_zero_or_rescaled(added, branch, what=f"post-norm {kind} in training mode: the input of {norms[k]} "
+                                                    f"minus the stream before {name}",
+                                hint=f"{norms[k]}(x + dropout({name}(x))): dropout acts on each sublayer's output, "
+                                     "never on the stream or on the sum")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", [pytest.param("EncoderOnly", marks=pytest.mark.task("EncoderOnly")),
+                                  pytest.param("DecoderOnly", marks=pytest.mark.task("DecoderOnly"))])
+def test_embedding_dropout_acts_on_the_sum_in_training(student, kind):
+    """With dropout=0.25, the first layer's input in training mode is, entry by entry, 0 or its eval-mode value
+    (embedding * sqrt(d_model) + positions) / 0.75: dropout on the sum, not on the embedding alone."""
+    init = MODEL_INIT | {"num_layers": 1, "dropout": DROP_P}
+    state = strategies.architecture_state(kind, init, seed=7, dtype=torch.float64)
+    call = {"fn": "self.forward", "args": [tokens((2, 5), seed=11)]}
+    result = student.module(kind, init, state_dict=state, dtype=torch.float64, train=True, attrs=("seen",), calls=[
+        {"fn": "watch", "module": "$harness", "args": [{"$obj": "self"}, ["layers.0"]], "store": "seen"}, call,
+        {"fn": "self.eval", "discard": True}, call])
+    records = result.attrs["seen"]["layers.0"]
+    if len(records) != 2 or not all(record["args"] for record in records):
+        checks.fail(f"layers.0 ran {len(records)} times in two forward passes, once in each with the embedded tokens "
+                    "as its first positional argument")
+    trained, evaluated = (record["args"][0] for record in records)
+    assert_zero_or_rescaled(trained, evaluated, what=f"{kind}: the input of layers.0 in training mode, against your "
+                                                     "own in eval mode",
+                            hint="dropout(embedding(tokens) * sqrt(d_model) + positions[:T]) in training mode (the "
+                                 "positions are dropped with the embedding); no dropout in eval mode")

@@ -227,6 +227,101 @@ def test_gpt_dropout_acts_in_training_mode_only(student):
         checks.fail("GPT(dropout=0.25) in training mode gives the dropout-free logits: apply config.dropout")
 
 
+DROP_P = 0.25  # not 0.5: keeping with probability p instead of 1 - p scales by 1/p, which shows
+
+
+def assert_zero_or_rescaled(got: torch.Tensor, undropped: torch.Tensor, *, what: str, hint: str) -> None:
+    """Each entry of `got` is 0 (dropped) or `undropped / (1 - DROP_P)` (kept, rescaled), and both kinds occur."""
+    got = checks.check_tensor(got, what=what, shape=tuple(undropped.shape))
+    tol = tolerances.ARCH_LAYER
+    scale = undropped.abs().clamp_min(1.0)
+    dropped = got.abs() <= tol.atol * scale
+    kept = (got - undropped / (1 - DROP_P)).abs() <= tol.atol * scale + tol.rtol * (undropped / (1 - DROP_P)).abs()
+    wrong = ~(dropped | kept)
+    if wrong.any():
+        k = int(wrong.flatten().nonzero()[0])
+        checks.fail(f"{what}: {int(wrong.sum())} of {got.numel()} entries are neither 0 (dropped) nor "
+                    f"{1 / (1 - DROP_P):g} x the undropped value (kept, scaled by 1 / (1 - p)); e.g. entry {k} is "
+                    f"{got.flatten()[k].item():.6g} where undropped is {undropped.flatten()[k].item():.6g}\n"
+                    f"  see: {hint}")
+    # >= 192 entries with p = 0.25: all kept or all dropped has probability below 1e-20
+    if not dropped.any() or bool(dropped.all()):
+        checks.fail(f"{what}: {int(dropped.sum())} of {got.numel()} entries were dropped with dropout={DROP_P}; "
+                    f"each entry is dropped with probability p\n  see: {hint}")
+
+
+def dropout_hooks(student) -> dict[str, list]:
+    """GPT(SMALL, dropout=0.25) run on fixed tokens in training mode, then in eval mode, with forward hooks on the
+    first block, its attention, its ffn_norm, its FFN and the FFN's down projection w2."""
+    state = random_weights(student, SMALL, seed=24)
+    idx = torch.randint(0, 11, (2, 6), generator=strategies.generator(25))
+    names = ["blocks.0", "blocks.0.attn", "blocks.0.ffn_norm", "blocks.0.ffn", "blocks.0.ffn.w2"]
+    seen = build(student, SMALL | {"dropout": DROP_P}, state=state, train=True, attrs=("seen",), calls=[
+        {"fn": "watch", "module": "$harness", "args": [obj("self"), names], "store": "seen"},
+        {"fn": "self.forward", "args": [idx]}, {"fn": "self.eval", "discard": True},
+        {"fn": "self.forward", "args": [idx]}]).attrs["seen"]
+    for name in names:
+        if len(seen[name]) != 2:
+            checks.fail(f"{name} ran {len(seen[name])} times in two forward passes, once expected in each (with "
+                        "fused_attention=False attention runs through attn.forward)")
+    for name in ("blocks.0", "blocks.0.ffn_norm"):
+        if not all(record["args"] for record in seen[name]):
+            checks.fail(f"{name} should be called with the stream as its first positional argument")
+    return seen
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+def test_embeddings_are_dropped_before_the_first_block(student):
+    """GPT(dropout=0.25): the first block's input in training mode is, entry by entry, 0 or its eval-mode value
+    / 0.75 (read with a forward hook on blocks.0)."""
+    seen = dropout_hooks(student)
+    trained, evaluated = (record["args"][0] for record in seen["blocks.0"])
+    assert_zero_or_rescaled(trained, evaluated, what="the input of blocks.0 in training mode, against yours in "
+                                                     "eval mode",
+                            hint="x = dropout(embedding(idx) (+ positions)) before the first block")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+def test_block_drops_attention_output_and_ffn_drops_its_own(student):
+    """GPT(dropout=0.25), training mode, hooks on blocks.0: the attention residual adds 0 or attn's output / 0.75
+    entry by entry; the FFN's output is 0 or w2's output / 0.75; the FFN residual adds the FFN's output as it is."""
+    seen = dropout_hooks(student)
+    x = seen["blocks.0"][0]["args"][0]
+    mid = seen["blocks.0.ffn_norm"][0]["args"][0]
+    attended = seen["blocks.0.attn"][0]["output"]
+    attended = attended[0] if isinstance(attended, list) else attended  # MultiHeadAttention returns (out, weights)
+    assert_zero_or_rescaled(mid - x, attended, what="what the attention residual adds to the stream in training mode "
+                                                    "(ffn_norm's input minus the block's input)",
+                            hint="x = x + dropout(attn(attn_norm(x))[0]): the attention's output is dropped, never x "
+                                 "or the sum")
+    ffn_out = seen["blocks.0.ffn"][0]["output"]
+    assert_zero_or_rescaled(ffn_out, seen["blocks.0.ffn.w2"][0]["output"],
+                            what="the FFN's output in training mode, against its down projection w2's",
+                            hint="build_ffn passes dropout=config.dropout: the FFN drops its output after w2")
+    checks.assert_close(seen["blocks.0"][0]["output"] - mid, ffn_out, tolerances.ARCH_LAYER, reveal=True,
+                        what="what the FFN residual adds to the stream in training mode, against the FFN's output",
+                        hint="x + ffn(ffn_norm(x)): the FFN drops its own output, the block adds it as it is")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+def test_attention_weights_are_dropped_in_training(student):
+    """GPT(dropout=0.25) in training mode: blocks.0.attn(x, need_weights=True) on (2, 6, 16) ones returns weights of
+    which some are exactly 0 (no mask is passed, so only dropout can zero a softmax weight)."""
+    state = random_weights(student, SMALL, seed=24)
+    x = torch.ones(2, 6, 16, dtype=torch.float64)
+    attention = build(student, SMALL | {"dropout": DROP_P}, state=state, train=True, calls=[
+        {"fn": "self.blocks.0.attn.forward", "args": [x], "kwargs": {"need_weights": True}}]).output
+    weights = attention[1] if isinstance(attention, (tuple, list)) and len(attention) == 2 else None
+    weights = checks.check_tensor(weights, what="blocks.0.attn(x, need_weights=True) weights in training mode",
+                                  shape=(2, 4, 6, 6))
+    if not bool((weights == 0).any()):
+        checks.fail(f"blocks.0.attn with dropout={DROP_P} in training mode dropped none of its {weights.numel()} "
+                    "attention weights: build attn as MultiHeadAttention(..., dropout=config.dropout)")
+
+
 # --- generation ---------------------------------------------------------------------------------
 
 
