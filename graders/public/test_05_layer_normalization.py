@@ -328,6 +328,35 @@ def test_rmsnorm_parameters(student):
 
 @pytest.mark.points(1)
 @pytest.mark.task("BatchNorm")
+def test_batchnorm_keeps_half_precision(student):
+    """A bfloat16 batch far from zero is normalized in float32 and comes back as bfloat16 (training mode)."""
+    # Near 100, bfloat16 values are 0.5 apart: a mean rounded to bfloat16 is off by up to 0.25 spreads.
+    x = (randn((4, 8, 3), seed=21, dtype=torch.float64) + 100.0).to(torch.bfloat16)
+    result = student.module("BatchNorm", {"num_features": 3}, train=True, calls=[{"fn": "self.forward", "args": [x]}])
+    y = checks.check_tensor(result.output, what="BatchNorm(x) for bfloat16 x", shape=(4, 8, 3), dtype=torch.bfloat16)
+    h = x.double()
+    expected = (h - h.mean(dim=(0, 1))) / (h.var(dim=(0, 1), unbiased=False) + 1e-5).sqrt()
+    checks.assert_close(y, expected, tolerances.norm(torch.bfloat16), what="BatchNorm(x) in bfloat16", reveal=True,
+                        hint="compute the statistics in float32 (x.float()), return in x's dtype")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("BatchNorm")
+def test_batchnorm_running_stats_stay_out_of_the_graph(student):
+    """After a training step on an x that requires grad, running_mean and running_var do not require grad."""
+    x = randn((3, 5, 4), seed=22, scale=2.0) + 1.0
+    result = student.module("BatchNorm", {"num_features": 4}, train=True, calls=[{"fn": "self.forward", "args": [x]}],
+                            upstream=torch.ones(3, 5, 4), output=(),
+                            attrs=("self.running_mean.requires_grad", "self.running_var.requires_grad"))
+    tracked = [name for name in ("running_mean", "running_var") if result.attrs[f"self.{name}.requires_grad"]]
+    if tracked:
+        checks.fail(f"after a training step, {' and '.join(tracked)} require grad: each step's graph stays attached "
+                    "to the buffers (memory grows, and backward through a later eval output fails); update them from "
+                    "mean.detach() and var.detach()")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("BatchNorm")
 def test_batchnorm_refuses_one_value_per_channel_in_training(student):
     """BatchNorm(4) in training mode on a (1, 4) input raises ValueError (no variance); in eval mode it runs."""
     call = [{"fn": "self.forward", "args": [torch.ones(1, 4)]}]
