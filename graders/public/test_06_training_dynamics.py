@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 
 import pytest
 import torch
@@ -532,3 +533,108 @@ def test_scaling_fits_refuse_bad_inputs(student):
                               what="fit_chinchilla on 4 runs")
     checks.expect_value_error(lambda: student.call("fit_chinchilla", runs + [1.6e9], [2e9] * 5, [3.0] * 4),
                               what="fit_chinchilla with 5 sizes and 4 losses")
+
+
+# --- the boundaries the handout allows ----------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("schedules")
+def test_schedules_accept_their_boundary_arguments(student):
+    """noam_schedule takes d_model = warmup_steps = step = 1 (= 1.0); cosine_schedule takes min_lr = 0 and min_lr = max_lr."""
+    close(student.call("noam_schedule", 1, d_model=1, warmup_steps=1), 1.0, tolerances.SCHEDULE, scale=1.0,
+          what="noam_schedule(1, d_model=1, warmup_steps=1)", hint="only d_model < 1 and warmup_steps < 1 raise")
+    close(student.call("cosine_schedule", 5, max_lr=0.5, min_lr=0.5, warmup_steps=0, total_steps=10), 0.5,
+          tolerances.SCHEDULE, scale=1.0, what="cosine_schedule(5, max_lr=0.5, min_lr=0.5, warmup_steps=0, "
+          "total_steps=10)", hint="only min_lr < 0 or max_lr < min_lr raise: min_lr == max_lr is a constant rate")
+    close(student.call("cosine_schedule", 5, max_lr=1.0, min_lr=0.0, warmup_steps=0, total_steps=10), 0.5,
+          tolerances.SCHEDULE, scale=1.0, what="cosine_schedule(5, max_lr=1, min_lr=0, warmup_steps=0, "
+          "total_steps=10)", hint="min_lr = 0 is allowed: min_lr + (max_lr - min_lr) * (1 + cos(pi * p)) / 2")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("AdamW")
+def test_adamw_accepts_zero_lr_and_eps(student):
+    """AdamW(params, lr=0, eps=0) is allowed (only negative values raise); a step at lr 0 leaves the weights alone."""
+    objects = {"p": {"cls": "parameter", "module": HARNESS,
+                     "init": {"data": torch.ones(3, dtype=torch.float64),
+                              "grad": torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)}},
+               "opt": {"cls": "AdamW", "init": {"params": [obj("p")], "lr": 0.0, "eps": 0.0, "weight_decay": 0.0}}}
+    result = student.run(objects=objects, calls=[{"fn": "opt.step", "discard": True}], attrs=["p"])
+    checks.assert_equal(result.attrs["p"], torch.ones(3, dtype=torch.float64),
+                        what="p after a step of AdamW(lr=0, eps=0)", reveal=True,
+                        hint="raise ValueError only for lr < 0 or eps < 0: zero is a valid rate and a valid eps")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("cross_entropy")
+def test_cross_entropy_sums_half_precision_losses_in_float32(student):
+    """float16 logits at 8192 positions, each loss log(1 + e^8) ~ 8: the mean is 8, not inf (their sum is > 65504)."""
+    logits = torch.tensor([[0.0, -8.0]], dtype=torch.float16).repeat(8192, 1)  # (8192, 2)
+    loss = student.call("cross_entropy", logits, torch.ones(8192, dtype=torch.long))
+    value = checks.check_tensor(loss, what="cross_entropy of float16 logits", shape=(), dtype=torch.float16)
+    expected = math.log1p(math.exp(8.0))
+    close(float(value), expected, tolerances.Tolerance(rtol=2.0 ** -10, atol=0.0, reason="one float16 rounding"),
+          scale=expected, what="cross_entropy of 8192 float16 rows [0, -8] against target 1",
+          hint="compute in float32 (logits.float()) and cast the result back: 8192 losses of 8 sum past float16's "
+               "largest value, 65504")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("train_step")
+def test_train_step_autocasts_to_float16_with_a_scaler(student):
+    """autocast_dtype=torch.float16 with a GradScaler runs the model's linear layers in float16 (not bfloat16)."""
+    state, x, y = step_batches()
+    request = step_request([(x, y)], state=state, vocab=6, d_model=4, autocast_dtype=torch.float16,
+                           scaler=obj("scaler"))
+    request["objects"]["scaler"] = {"cls": "grad_scaler", "module": HARNESS, "init": {"init_scale": 1024.0}}
+    result = student.run(**request, attrs=["model.matmul_dtype"])
+    if result.attrs.get("model.matmul_dtype") != "torch.float16":
+        checks.fail(f"with autocast_dtype=torch.float16 the model's Linear layers computed in "
+                    f"{result.attrs.get('model.matmul_dtype')}: pass autocast_dtype itself to "
+                    "torch.autocast(device_type, dtype=...)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("Trainer")
+def test_evaluate_of_uniform_logits_is_log_vocab(student):
+    """A model whose output layer is all zeros predicts uniformly over 9 tokens: evaluate() over 3 batches is ln 9."""
+    state = {"0.weight": randn((9, 8), seed=31), "2.weight": randn((8, 8), seed=32), "2.bias": randn((8,), seed=33),
+             "4.weight": torch.zeros(9, 8), "4.bias": torch.zeros(9)}
+    objects = trainer_objects(TRAINER_CONFIG | {"eval_batches": 3, "out_dir": None})
+    objects["model"]["init"]["state_dict"] = state
+    objects["trainer"] = {"cls": "Trainer", "init": {"model": obj("model"), "get_batch": obj("batches"),
+                                                     "config": obj("config")}}
+    loss = student.run(objects=objects, calls=[{"fn": "trainer.evaluate"}]).output
+    close(float(loss), math.log(9), tolerances.LAYER[torch.float32], scale=math.log(9),
+          what="trainer.evaluate() with uniform logits over 9 tokens and eval_batches=3",
+          hint="return the mean of the eval_batches losses: their sum divided by their number")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("Trainer")
+def test_trainer_reports_tokens_per_second(student):
+    """Each step's tokens_per_s is its tokens over its seconds: at least the step's 40 tokens over the whole run's time."""
+    began = time.perf_counter()
+    result = student.run(objects=trainer_objects(TRAINER_CONFIG | {"max_steps": 3, "out_dir": None}),
+                         calls=[train_call("trainer")], attrs=["trainer.history"])
+    elapsed = time.perf_counter() - began  # the whole request: longer than any one step
+    rates = [r.get("tokens_per_s") for r in result.attrs["trainer.history"] if "loss" in r]
+    floor = 2 * 4 * 5 / elapsed  # accumulation_steps * batch_size * seq_len tokens per step
+    if len(rates) != 3 or not all(isinstance(r, (int, float)) and math.isfinite(r) and r >= floor for r in rates):
+        checks.fail(f"tokens_per_s over 3 steps of 40 tokens was {rates}; the whole run took {elapsed:.2f} s, so "
+                    f"each step ran at least {floor:.1f} tokens/s: tokens divided by the step's seconds")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("scaling_laws")
+def test_fit_chinchilla_accepts_five_runs(student):
+    """fit_chinchilla on exactly 5 runs (as many as unknowns) returns a fit: only fewer than 5 raise."""
+    sizes = [1e7, 1e8, 1e9, 1e8, 1e10]
+    tokens = [1e9, 1e10, 1e11, 1e12, 1e10]
+    losses = [HOFFMANN["E"] + HOFFMANN["A"] / n ** HOFFMANN["alpha"] + HOFFMANN["B"] / d ** HOFFMANN["beta"]
+              for n, d in zip(sizes, tokens)]
+    fit = student.call("fit_chinchilla", sizes, tokens, losses)
+    if not isinstance(fit, dict) or set(fit) != set(tolerances.FIT):
+        checks.fail(f"fit_chinchilla on 5 runs should return a dict with keys E, A, B, alpha, beta; got {fit!r}"[:300]
+                    + "\n  see: only fewer than 5 runs raise ValueError")
