@@ -2,7 +2,8 @@
 
 Each mutant (`generate.py`) replaces one module of a copy of `reference_solutions/` and is
 graded with the chapter's public and hidden suites, only the tasks that hold the mutated code,
-through the real `python -m graders grade` command. It is
+through the real `python -m graders grade` command; a mutant that keeps full marks there is
+then graded by every chapter that also calls its module (`uses` in graders/chapters.py). It is
 
     killed      when the grade takes points off, or the grade itself fails (a crash or a timeout);
     survived    when it keeps full marks: a bug, or a behaviour no test looks at;
@@ -124,8 +125,45 @@ def select(chapter_ids: Iterable[str], per_line_cap: int = DEFAULT_PER_LINE, sam
     return chosen
 
 
+def users_of(module: str, own: str) -> list[str]:
+    """The chapters other than `own` whose tests also call `module` (their `uses`), in course order."""
+    return [c.id for c in chapters.CHAPTERS if module in c.uses and c.id != own]
+
+
+def _grade_tree(tree: Path, folder: Path, chapter: str, tasks: Iterable[str], timeout: float,
+                outcome: Outcome) -> bool:
+    """Grade `tree` on `chapter` (only `tasks`, or all when empty) and record in `outcome` how it
+    was killed; True when it lost points there, crashed or timed out."""
+    report = folder / f"report_{chapter}"
+    args = ["grade", "--impl", str(tree), "--report", str(report), "--no-progress", "--chapter", chapter]
+    args += [arg for task in tasks for arg in ("--task", task)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    prefix = "" if chapter == outcome.chapter else f"{chapter}: "
+    try:
+        result = forked_cli.run(args, env, timeout)
+    except subprocess.TimeoutExpired:
+        outcome.how = "timeout"
+        return True
+    grade_json = report / "grade.json"
+    if result.returncode != 0 or not grade_json.exists():
+        outcome.how = "crash"
+        said = (result.stderr or result.stdout).strip()
+        outcome.failed = [prefix + (said.splitlines()[-1][:200] if said else f"exit {result.returncode}")]
+        return True
+    entry = next(c for c in json.loads(grade_json.read_text())["chapters"] if c["id"] == chapter)
+    lost = [t for t in entry["tests"] if t["score"] < t["max_score"]]
+    outcome.failed = [prefix + t["name"] for t in lost]
+    outcome.public_killed = any(t["visibility"] == "public" for t in lost)
+    if entry["score"] < entry["max_score"]:
+        outcome.how = "points"
+        return True
+    return False
+
+
 def grade_one(g: Generated, timeout: float) -> Outcome:
-    """Grade `g` (a copy of the reference with its module mutated) through the CLI."""
+    """Grade `g` (a copy of the reference with its module mutated) through the CLI: its own
+    chapter's tasks first, then, while it keeps full marks, every chapter that uses its module
+    (chapter 03 grades chapter 02's attention with RoPE), whole."""
     outcome = Outcome(id=g.id, chapter=g.chapter, module=g.module, line=g.line, owner=g.owner, operator=g.operator,
                       before=g.before, after=g.after, tasks=list(g.tasks), status="killed")
     began = time.monotonic()
@@ -134,29 +172,9 @@ def grade_one(g: Generated, timeout: float) -> Outcome:
         shutil.copytree(chapters.REFERENCE, tree, ignore=shutil.ignore_patterns("__pycache__"))
         path = tree / f"{g.module}.py"
         path.write_text(g.mutant.apply(path.read_text()))
-        report = Path(folder) / "report"
-        args = ["grade", "--impl", str(tree), "--report", str(report), "--no-progress", "--chapter", g.chapter]
-        args += [arg for task in g.tasks for arg in ("--task", task)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-        try:
-            result = forked_cli.run(args, env, timeout)
-        except subprocess.TimeoutExpired:
-            outcome.how = "timeout"
-        else:
-            grade_json = report / "grade.json"
-            if result.returncode != 0 or not grade_json.exists():
-                outcome.how = "crash"
-                said = (result.stderr or result.stdout).strip()
-                outcome.failed = [said.splitlines()[-1][:200] if said else f"exit {result.returncode}"]
-            else:
-                entry = next(c for c in json.loads(grade_json.read_text())["chapters"] if c["id"] == g.chapter)
-                lost = [t for t in entry["tests"] if t["score"] < t["max_score"]]
-                outcome.failed = [t["name"] for t in lost]
-                outcome.public_killed = any(t["visibility"] == "public" for t in lost)
-                if entry["score"] < entry["max_score"]:
-                    outcome.how = "points"
-                else:
-                    outcome.status = "survived"
+        graded = [(g.chapter, tuple(g.tasks))] + [(user, ()) for user in users_of(g.module, g.chapter)]
+        if not any(_grade_tree(tree, Path(folder), chapter, tasks, timeout, outcome) for chapter, tasks in graded):
+            outcome.status = "survived"
     outcome.seconds = round(time.monotonic() - began, 1)
     return outcome
 
