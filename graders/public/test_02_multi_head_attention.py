@@ -231,6 +231,10 @@ def test_causal_mask_refuses_more_queries_than_keys(student):
 @pytest.mark.task("KVCache")
 def test_kv_cache_appends(student):
     """A KVCache starts empty, and update appends along the time axis and returns everything."""
+    empty = student.run(objects={"cache": {"cls": "KVCache"}}, attrs=["cache.length"], calls=[])
+    if empty.attrs["cache.length"] != 0:
+        checks.fail(f"KVCache().length before any update is {empty.attrs['cache.length']}, expected 0 "
+                    "(length counts the cached positions, and an empty cache holds none)")
     k1, v1 = randn((1, 2, 3, 4), seed=1), randn((1, 2, 3, 4), seed=2)
     k2, v2 = randn((1, 2, 1, 4), seed=3), randn((1, 2, 1, 4), seed=4)
     result = student.run(objects={"cache": {"cls": "KVCache"}}, attrs=["cache.length"],
@@ -325,6 +329,16 @@ def test_mha_rejects_indivisible_d_model(student, d_model, num_heads):
     checks.expect_value_error(
         lambda: student.module("MultiHeadAttention", {"d_model": d_model, "num_heads": num_heads}, calls=[]),
         what=f"MultiHeadAttention(d_model={d_model}, num_heads={num_heads})", valid=d_model % num_heads == 0)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("MultiHeadAttention")
+@pytest.mark.parametrize("num_kv_heads", [0, 3])
+def test_mha_rejects_kv_heads_that_are_not_positive_divisors(student, num_kv_heads):
+    """MultiHeadAttention(16, 4, num_kv_heads=0 or 3) raises ValueError: num_kv_heads must be a positive divisor of 4."""
+    init = {"d_model": 16, "num_heads": 4, "num_kv_heads": num_kv_heads}
+    checks.expect_value_error(lambda: student.module("MultiHeadAttention", init, calls=[]),
+                              what=f"MultiHeadAttention(16, 4, num_kv_heads={num_kv_heads})")
 
 
 @pytest.mark.points(1)

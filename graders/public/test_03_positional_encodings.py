@@ -274,7 +274,7 @@ PAPER_EXPONENTS = {8: [-1, -2, -3, -4, -5, -6, -7, -8], 6: [-2, -4, -6, -8, -1, 
 def test_alibi_slopes_examples(student, num_heads):
     """alibi_slopes(8) is 1/2, 1/4, ..., 1/256; alibi_slopes(6) follows the paper's rule for other counts."""
     slopes = checks.check_tensor(student.call("alibi_slopes", num_heads), what=f"alibi_slopes({num_heads})",
-                                 shape=(num_heads,))
+                                 shape=(num_heads,), dtype=torch.float32)
     expected = 2.0 ** torch.tensor(PAPER_EXPONENTS[num_heads], dtype=torch.float64)
     checks.assert_close(slopes.double(), expected,
                         tolerances.SLOPES[torch.float64], what=f"alibi_slopes({num_heads})", reveal=True)
@@ -299,6 +299,15 @@ def test_sinusoidal_encoding_refuses_bad_sizes(student, max_len, d_model):
     """sinusoidal_encoding raises ValueError for a d_model that is not positive, or a negative max_len."""
     checks.expect_value_error(lambda: student.call("sinusoidal_encoding", max_len, d_model),
                               what=f"sinusoidal_encoding({max_len}, {d_model})")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("sinusoidal_encoding")
+def test_sinusoidal_encoding_of_no_positions_is_empty(student):
+    """sinusoidal_encoding(0, 4) is an empty (0, 4) table: max_len 0 is not negative, so it is valid."""
+    checks.expect_value_error(lambda: student.call("sinusoidal_encoding", 0, 4), what="sinusoidal_encoding(0, 4)",
+                              valid=True)
+    checks.check_tensor(student.call("sinusoidal_encoding", 0, 4), what="sinusoidal_encoding(0, 4)", shape=(0, 4))
 
 
 @pytest.mark.points(1)
