@@ -627,6 +627,24 @@ def test_trainer_reports_tokens_per_second(student):
 
 
 @pytest.mark.points(1)
+@pytest.mark.task("Trainer")
+def test_resume_restores_the_grad_scaler(student):
+    """A float16 run stopped at step 3 and resumed ends with the GradScaler state of the uninterrupted run."""
+    config = TRAINER_CONFIG | {"max_steps": 5, "autocast_dtype": "float16"}
+    full = student.run(objects=trainer_objects(config | {"out_dir": "float16_full"}),
+                       calls=[train_call("trainer"), {"fn": "trainer.scaler.state_dict"}])
+    stopped = trainer_objects(config | {"out_dir": "float16_parts"})
+    stopped["fresh"] = stopped["model"]
+    resumed = student.run(objects=stopped, calls=[train_call("first", until=3),
+                                                  {"fn": "train", "args": [obj("fresh"), obj("batches"), obj("config")],
+                                                   "store": "second"},
+                                                  {"fn": "second.scaler.state_dict"}])
+    if resumed.outputs[-1] != full.outputs[-1]:
+        checks.fail(f"resumed at step 3, the run's GradScaler ended as {resumed.outputs[-1]}; the uninterrupted "
+                    f"run's as {full.outputs[-1]}: load the saved scaler state into the trainer's scaler")
+
+
+@pytest.mark.points(1)
 @pytest.mark.task("scaling_laws")
 def test_fit_chinchilla_accepts_five_runs(student):
     """fit_chinchilla on exactly 5 runs (as many as unknowns) returns a fit: only fewer than 5 raise."""
