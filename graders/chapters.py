@@ -88,7 +88,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             public_points=35, hidden_points=39),
     Chapter(3, "positional_encodings", ("positional_encoding",), "03_positional_encodings.md",
             uses=("multi_head_attention",), reference_s=3.6,
-            public_points=29, hidden_points=34),
+            public_points=30, hidden_points=34),
     Chapter(4, "feedforward_networks", ("feedforward",), "04_feedforward_networks.md",
             banned=("torch.nn.functional.relu", "torch.nn.functional.relu_", "torch.relu", "torch.relu_",
                     "torch.nn.functional.gelu", "torch.nn.functional.silu", "torch.nn.ReLU", "torch.nn.GELU",

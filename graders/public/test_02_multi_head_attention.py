@@ -323,12 +323,13 @@ def test_mha_dropout_drops_attention_weights_at_rate_p(student):
 
 @pytest.mark.points(1)
 @pytest.mark.task("MultiHeadAttention")
-@given(d_model=st.integers(1, 12), num_heads=st.integers(1, 5))
+@given(d_model=st.integers(1, 12), num_heads=st.integers(0, 5))
 def test_mha_rejects_indivisible_d_model(student, d_model, num_heads):
-    """d_model not divisible by num_heads raises ValueError; divisible ones build."""
+    """d_model not divisible by num_heads (or num_heads = 0) raises ValueError; divisible ones build."""
     checks.expect_value_error(
         lambda: student.module("MultiHeadAttention", {"d_model": d_model, "num_heads": num_heads}, calls=[]),
-        what=f"MultiHeadAttention(d_model={d_model}, num_heads={num_heads})", valid=d_model % num_heads == 0)
+        what=f"MultiHeadAttention(d_model={d_model}, num_heads={num_heads})",
+        valid=num_heads > 0 and d_model % num_heads == 0)
 
 
 @pytest.mark.points(1)

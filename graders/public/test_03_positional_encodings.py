@@ -40,9 +40,12 @@ def test_module_parses(static_scan, chapter):
 @pytest.mark.points(1)
 @pytest.mark.task("sinusoidal_encoding")
 def test_sinusoidal_golden(student, snapshot):
-    """sinusoidal_encoding(16, 8) matches the golden table (sin in even columns, cos in odd)."""
+    """sinusoidal_encoding(16, 8) is float32 and matches the golden table (sin in even columns, cos in odd)."""
     table = student.call("sinusoidal_encoding", 16, 8)
     checks.check_tensor(table, what="sinusoidal_encoding(16, 8)", shape=(16, 8))
+    if table.dtype != torch.float32:
+        checks.fail(f"sinusoidal_encoding(16, 8) is {table.dtype}; the handout returns a float32 table (compute in "
+                    "float64 if you like, then .float())")
     snapshot.assert_match({"table": table.float()}, tolerances.angles(15.0))
 
 
@@ -213,9 +216,10 @@ def test_rope_turns_by_p_radians_at_far_positions(student):
 
 @pytest.mark.points(1)
 @pytest.mark.task("RotaryEmbedding")
-@pytest.mark.parametrize("head_dim", [3, 5])
+@pytest.mark.parametrize("head_dim", [0, 3, 5])
 def test_rope_refuses_an_odd_head_dim(student, head_dim):
-    """An odd head_dim leaves a dimension without a partner: RotaryEmbedding(head_dim) raises ValueError."""
+    """An odd head_dim leaves a dimension without a partner (and 0 has none to rotate): RotaryEmbedding(head_dim)
+    raises ValueError."""
     checks.expect_value_error(lambda: student.module("RotaryEmbedding", {"head_dim": head_dim}, calls=[]),
                               what=f"RotaryEmbedding({head_dim})")
 

@@ -228,6 +228,13 @@ MUTANTS: list[Mutant] = [
         old="return self.dropout(x + self.pe[:seq_len].to(x.dtype))",
         new="return x + self.pe[:seq_len].to(x.dtype)",
     ),
+    Mutant(
+        name="sinusoid_float64_table",
+        tasks=('sinusoidal_encoding',),
+        description="sinusoidal_encoding returns the float64 table it computed, not the float32 the handout promises",
+        old='return rearrange(table, "p half two -> p (half two)").float()',
+        new='return rearrange(table, "p half two -> p (half two)")',
+    ),
 ]
 
 # Bugs in chapter 02's module that only attention with RoPE reveals (chapter 03 grades them).
@@ -314,11 +321,5 @@ VALID_VARIANTS: list[Mutant] = [
         description="adds embedding.weight[:T] directly instead of looking positions up",
         old="return x + self.embedding(positions).to(x.dtype)",
         new="return x + self.embedding.weight[:seq_len].to(x.dtype)",
-    ),
-    Mutant(
-        name="sinusoid_float64_table",
-        description="sinusoidal_encoding returns the float64 table",
-        old='return rearrange(table, "p half two -> p (half two)").float()',
-        new='return rearrange(table, "p half two -> p (half two)")',
     ),
 ]
