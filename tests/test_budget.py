@@ -7,6 +7,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import settings
 
 from graders import chapters, grade, plugin
 from tests.conftest import REFERENCE, records_by_name, run_cli, tree_with
@@ -72,7 +73,17 @@ def test_a_bad_budget_factor_is_a_grader_error(tmp_path):
     assert "--budget-factor must be a positive number, not -2.0" in result.stderr
 
 
-def test_the_plugin_starts_each_chapters_budget_at_its_first_test(monkeypatch):
+@pytest.fixture
+def grading_profile():
+    """Hypothesis's grading profile loaded, as in a grade (this process has the library's default, 100 examples)."""
+    previous = settings.get_current_profile_name()
+    settings.register_profile("budget-grading", max_examples=chapters.GRADING_MAX_EXAMPLES)
+    settings.load_profile("budget-grading")
+    yield
+    settings.load_profile(previous)
+
+
+def test_the_plugin_starts_each_chapters_budget_at_its_first_test(monkeypatch, grading_profile):
     started = []
     worker = SimpleNamespace(begin_test=lambda: None, start_budget=started.append)
     options = {"--impl": None, "--snapshot-update": False, "--grading-progress": False, "--grading-task": None,
@@ -86,6 +97,26 @@ def test_the_plugin_starts_each_chapters_budget_at_its_first_test(monkeypatch):
     grading.budget_s = 7.0
     grading.pytest_runtest_setup(item)
     assert started[-1] == 7.0  # the worker keeps its first budget; the plugin asks each time
+
+
+def test_the_plugin_scales_the_budget_with_the_loaded_profile(monkeypatch):
+    """Under a profile with 20 times grading's examples (as `thorough`), the plugin asks for 20 times the budget."""
+    started = []
+    worker = SimpleNamespace(begin_test=lambda: None, start_budget=started.append)
+    options = {"--impl": None, "--snapshot-update": False, "--grading-progress": False, "--grading-task": None,
+               "--grading-budget-factor": None, "--grading-budget-s": None}
+    grading = plugin.Grading(SimpleNamespace(getoption=options.get))
+    monkeypatch.setattr(grading, "worker", lambda chapter: worker)
+    item = SimpleNamespace(path=chapters.find(4).suite("public"), module=None,
+                           get_closest_marker=lambda name: SimpleNamespace(args=("static",)))
+    previous = settings.get_current_profile_name()
+    settings.register_profile("budget-thorough", max_examples=20 * chapters.GRADING_MAX_EXAMPLES)
+    settings.load_profile("budget-thorough")
+    try:
+        grading.pytest_runtest_setup(item)
+    finally:
+        settings.load_profile(previous)
+    assert started == [20 * chapters.find(4).budget_s()]
 
 
 def test_a_submission_slow_in_every_call_is_stopped_by_the_chapter_budget(tmp_path):
