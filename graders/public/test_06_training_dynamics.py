@@ -282,7 +282,7 @@ def test_train_step_zeroes_old_gradients(student):
     for name, value in clean.outputs[1].items():
         checks.assert_close(dirty.outputs[-1][name], value, tolerances.LAYER[torch.float32],
                             what=f"{name} after a step that began with stale gradients", reveal=True,
-                            hint="optimizer.zero_grad() before the first backward()")
+                            hint="clear the gradients left from before (zero_grad) ahead of the first backward")
 
 
 @pytest.mark.points(1)

@@ -319,7 +319,7 @@ def test_attention_weights_are_dropped_in_training(student):
                                   shape=(2, 4, 6, 6))
     if not bool((weights == 0).any()):
         checks.fail(f"blocks.0.attn with dropout={DROP_P} in training mode dropped none of its {weights.numel()} "
-                    "attention weights: build attn as MultiHeadAttention(..., dropout=config.dropout)")
+                    "attention weights: give attn's MultiHeadAttention the config's dropout rate")
 
 
 # --- generation ---------------------------------------------------------------------------------
