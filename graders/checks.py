@@ -171,7 +171,8 @@ def expect_value_error(call: Callable[[], object], *, what: str, valid: bool = F
     if valid and exc is not None:
         fail(f"{what} is valid but raised {exc.type}: {exc.detail}")
     if not valid and (exc is None or not exc.is_a("ValueError")):
-        fail(f"{what} should raise ValueError, " + ("but it was accepted" if exc is None else f"but raised {exc.type}"))
+        fail(f"{what} should raise ValueError, " + ("but it was accepted" if exc is None else
+                                                      f"but raised {exc.type}\n  your code raised {exc.type}: {exc.detail}"))
 
 
 def static_clean(static_scan: tuple[list, str], module: str) -> None:

@@ -37,6 +37,7 @@ class Expect:
     passes: tuple[str, ...] = ()  # tests of an attacked task that rightly pass all the same
     tasks: tuple[str, ...] = ("softmax", CANARY)  # what the case grades
     namespaces_only: bool = False  # unsafe to run without the kernel's sandbox
+    messages: dict[str, str] = field(default_factory=dict)  # test -> the fragment it shows instead of `message`
 
 
 ALL_ERROR = {"softmax": {"error"}, CANARY: {"error"}}
@@ -85,13 +86,19 @@ CATALOGUE: dict[str, Expect] = {
     "mha_via_import_module": Expect({"MultiHeadAttention": {"failed"}}, "bans", tasks=("MultiHeadAttention", CANARY)),
     # answers the grader must refuse, each with a message that says why
     "wrong_shape": Expect({"softmax": {"failed"}}, "shape"),
-    # the golden and large-logit tests compare values only; the dtype is checked by the others
+    # the golden, large-logit, row and gradient tests compare values only (gradients in float64); the dtype
+    # is checked by the others
     "wrong_dtype": Expect({"softmax": {"failed"}}, "dtype", passes=ZEROS_PASS + (
-        "test_softmax_golden", "test_softmax_large_logits")),
+        "test_softmax_golden", "test_softmax_large_logits", "test_softmax_rows_are_normalized_on_their_own",
+        "test_softmax_gradient", "test_softmax_gradient_matches_reference")),
     "wrong_device": Expect({"softmax": {"failed"}}, "device meta"),
-    "returns_nans": Expect({"softmax": {"failed"}}, "NaN", passes=("test_softmax_slices_independent",)),
+    # the gradient test fails these for what autograd says of them, not for the value
+    "returns_nans": Expect({"softmax": {"failed"}}, "NaN", passes=("test_softmax_slices_independent",),
+                           messages={"test_softmax_gradient": "grad",
+                                     "test_softmax_gradient_matches_reference": "grad"}),
     "lying_tensor_subclass": Expect({"softmax": {"failed"}}, passes=ZEROS_PASS),
-    "returns_numpy": Expect({"softmax": {"failed"}}, "numpy.ndarray"),
+    "returns_numpy": Expect({"softmax": {"failed"}}, "numpy.ndarray", messages={"test_softmax_gradient": "numpy()",
+                                                                       "test_softmax_gradient_matches_reference": "numpy()"}),
 }
 
 # Cases also graded with the sandbox's fallback (audit hooks), as on a machine without namespaces.
@@ -181,10 +188,12 @@ def check_expected(name: str, attack: Attack) -> None:
         tests = [t for t in tests if t["name"] not in expect.passes]
         got = {t["status"] for t in tests}
         assert got == wanted, f"{task}: statuses {got}, expected {wanted}: " + "; ".join(
-            t["message"][:300] for t in tests if t["status"] != "passed")
+            t["message"][:300] for t in tests if t["status"] != "passed") + " | passed: " + ", ".join(
+            t["name"] for t in tests if t["status"] == "passed")
         for test in tests:
             if test["status"] != "passed" and expect.message:
-                assert expect.message.lower() in test["message"].lower(), f"{test['name']}: {test['message'][:500]}"
+                token = expect.messages.get(test["name"], expect.message)
+                assert token.lower() in test["message"].lower(), f"{test['name']}: {test['message'][:500]}"
     chapter = attack.result["chapters"][0]
     earned = sum(t["max_score"] for tests in attack.tests.values() for t in tests if t["status"] == "passed")
     assert chapter["score"] == earned == attack.result["score"]
