@@ -35,12 +35,25 @@ def _dependencies(*extras: str) -> list[str]:
     return list(project["dependencies"]) + [d for extra in extras for d in optional.get(extra, [])]
 
 
+MIN_PYTHON = (3, 11)  # tomllib and BaseExceptionGroup; pyproject.toml's requires-python says the same
+
+
+def _require_python(session: nox.Session, version: tuple[int, ...] = tuple(sys.version_info)) -> None:
+    """Stop with one line, not an import error halfway through a grade, on a Python older than
+    MIN_PYTHON (the shared .venv is built from the interpreter that runs nox)."""
+    if tuple(version[:2]) < MIN_PYTHON:
+        wanted = ".".join(map(str, MIN_PYTHON))
+        session.error(f"this course needs Python {wanted} or newer; nox runs on Python "
+                      f"{'.'.join(map(str, version[:3]))}: install nox with python{wanted} -m pip install nox")
+
+
 def _python(session: nox.Session, *extras: str) -> str:
     """The shared environment's interpreter, (re)installed when its inputs change.
 
     `extras` name optional dependency groups of pyproject.toml (the project's own tests need
     "dev": Playwright for the browser test); a stamp per group records what is installed, so
     a student's `nox -s grade` never downloads them and `nox -s tests` installs them once."""
+    _require_python(session)
     python = VENV / "bin" / "python"
     wanted = hashlib.sha256(((ROOT / "pyproject.toml").read_text() + TORCH).encode()).hexdigest()
     if not python.exists():

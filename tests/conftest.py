@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -133,3 +136,17 @@ def assert_variant_keeps_full_marks(tmp_path: Path, chapter: str, module: str, s
     """A correct solution written another way passes every test of the chapter."""
     entry = grade_edit(tmp_path, chapter, module, variant.apply(source))
     assert not failing(entry), f"{variant.name} ({variant.description}) was rejected: {failing(entry)[:2]}"
+
+
+@pytest.fixture
+def noxfile(monkeypatch):
+    """The noxfile, imported with a stand-in for nox (the course's .venv does not install nox)."""
+    fake = types.ModuleType("nox")
+    fake.options = types.SimpleNamespace()
+    fake.Session = object
+    fake.session = lambda *args, **kwargs: args[0] if args and callable(args[0]) else (lambda f: f)
+    monkeypatch.setitem(sys.modules, "nox", fake)
+    spec = importlib.util.spec_from_file_location("course_noxfile", ROOT / "noxfile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

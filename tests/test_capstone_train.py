@@ -283,20 +283,6 @@ def test_the_stub_tree_says_what_is_not_written_yet(texts, tmp_path):
 # nox -s capstone
 
 
-@pytest.fixture
-def noxfile(monkeypatch):
-    """The noxfile, imported with a stand-in for nox (the course's .venv does not install nox)."""
-    fake = types.ModuleType("nox")
-    fake.options = types.SimpleNamespace()
-    fake.Session = object
-    fake.session = lambda *args, **kwargs: args[0] if args and callable(args[0]) else (lambda f: f)
-    monkeypatch.setitem(sys.modules, "nox", fake)
-    spec = importlib.util.spec_from_file_location("course_noxfile", ROOT / "noxfile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_nox_capstone_runs_the_reference_when_present_else_assignments(noxfile, tmp_path):
     assert noxfile._capstone_tree() == REFERENCE
     (tmp_path / "assignments").mkdir()
