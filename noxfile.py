@@ -230,6 +230,12 @@ def experiment_norm(session: nox.Session) -> None:
                 external=True)
 
 
+@nox.session(name="norm-comparison", default=False)
+def norm_comparison(session: nox.Session) -> None:
+    """Chapter 05, exercise 4: your norms against torch.nn's, time and memory; gradient flow (--impl DIR, --quick)."""
+    session.run(_python(session), "assignments/layer_norm_comparison.py", *session.posargs, external=True)
+
+
 @nox.session(name="experiment-training", default=False)
 def experiment_training(session: nox.Session) -> None:
     """Chapter 06: a tiny character model per peak learning rate, with and without warm-up (--quick, --impl DIR)."""
