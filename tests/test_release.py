@@ -74,6 +74,8 @@ def test_release_ships_stubs_public_suites_snapshots_and_site(release_tree):
     expected += ["noxfile.py", "README.md", "pyproject.toml", "site/mkdocs.yml", "site/scripts/fetch_katex.py",
                  "site/scripts/api_pages.py"]  # the release's own site build writes the API pages from its stubs
     expected += [f"site/docs/{c.page}" for c in chapters.graded()]
+    # Chapter 05's exercise 4, given as it is, and the experiment it imports its gradient flow from.
+    expected += [f"assignments/{name}" for name in stubs.GIVEN] + ["site/scripts/experiment_norm.py"]
     assert [entry for entry in expected if not (release_tree / entry).exists()] == []
 
 
@@ -161,6 +163,27 @@ def test_release_says_hidden_tests_run_when_the_instructor_grades(stub_grade_in_
 def test_release_gives_the_reference_full_public_marks(release_tree, tmp_path):
     _, grade = release_grade(release_tree, tmp_path, "--impl", str(REFERENCE))
     assert grade["max_score"] > 0 and grade["score"] == grade["max_score"]
+
+
+def test_release_runs_exercise_4_on_a_students_finished_norms(release_tree, tmp_path):
+    """`cd assignments && python layer_norm_comparison.py --impl DIR` inside the release, on a
+    normalization.py that passes (the reference's, copied out as a student's own), with nothing of
+    the repository on its path: it imports the release's graders/ and site/scripts/, and compares
+    every norm."""
+    student = tmp_path / "mine"
+    student.mkdir()
+    shutil.copy(REFERENCE / "normalization.py", student)
+    script = release_tree / "assignments" / "layer_norm_comparison.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, str(script), "--quick", "--impl", str(student), "--out", str(tmp_path)],
+                            check=False, cwd=script.parent, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "comparison.json").read_text())
+    assert {norm: entry["status"] for norm, entry in data["norms"].items()} == dict.fromkeys(
+        ("layernorm", "rmsnorm", "batchnorm"), "ok")
+    assert all(row[phase]["time_ratio"] > 0 for entry in data["norms"].values() for row in entry["rows"]
+               for phase in ("forward", "forward_backward"))
+    assert "configurations" in data["gradient_flow"]
 
 
 def test_release_stub_generator_says_it_needs_the_reference(release_tree):
