@@ -28,11 +28,11 @@ and on the CPU otherwise (``--device`` to choose):
   ``profile_memory=True`` (PyTorch's CPU allocator, on this thread). Neither is the process's
   resident memory, which also holds the interpreter, the libraries and freed pages.
 
-Times are medians of ``--repeats`` calls after a warm-up, yours and PyTorch's alternated so
-that a change in the machine's load falls on both, as ``nox -s bench`` times them. On the CPU
-torch runs on one thread (``--threads``) and the times are that thread's CPU time, which
-other programs on the machine barely move; with more threads, and on a GPU, they are wall
-time. Every ratio is yours over PyTorch's, measured in the same run: above 1, yours is slower
+Times are medians of ``--repeats`` calls after three untimed ones, yours and PyTorch's
+alternated so that a change in the machine's load falls on both, as ``nox -s bench`` times
+them. On the CPU torch runs on one thread (``--threads``) and the times are that thread's CPU
+time, which other programs on the machine move less than the wall clock; with more threads,
+and on a GPU, they are wall time. Every ratio is yours over PyTorch's, measured in the same run: above 1, yours is slower
 or needs more memory. The ratios carry over to another machine better than the milliseconds.
 
 PyTorch's ``nn.BatchNorm1d`` wants the channels second, ``(N, C)`` or ``(N, C, L)``; the course's
@@ -103,6 +103,10 @@ EXIT_NO_MODULE = 2  # --impl has no normalization.py
 # stalls every kernel that waits for both, and the times jump by several times from one run
 # to the next; with one they hold still. `--threads 0` keeps torch's own count (one per core).
 THREADS = 1
+# Untimed calls of each step before its timed ones. With one, the first size measured in a
+# process came out several times slower for PyTorch's forward than the same size measured
+# again later; with three, the two agree.
+WARMUP = 3
 
 
 class ChannelsLastBatchNorm(nn.BatchNorm1d):
@@ -275,12 +279,13 @@ def clock(device: torch.device) -> Callable[[], float]:
 
 
 def median_seconds(steps: list[Callable[[], None]], repeats: int, read: Callable[[], float]) -> list[float]:
-    """The median time of each callable over ``repeats`` calls after one warm-up each, the
+    """The median time of each callable over ``repeats`` calls after ``WARMUP`` untimed ones, the
     callables taking turns (yours, PyTorch's, yours, ...) so that a change in the machine's load
     falls on all of them alike: ``graders/bench.py``'s ``paired_median_seconds``, with the clock
     ``read`` chosen by ``clock`` and any number of callables (one, where yours is missing)."""
-    for step in steps:
-        step()
+    for _ in range(WARMUP):
+        for step in steps:
+            step()
     times: list[list[float]] = [[] for _ in steps]
     for _ in range(repeats):
         for step, record in zip(steps, times):
