@@ -98,7 +98,7 @@ except ImportError as _error:  # the script was copied out of the course tree
              f"from {ROOT}): {_error}")
 
 DEFAULT_OUT = ROOT / "reports" / "norm_comparison"
-EXIT_NO_MODULE = 2  # --impl has no normalization.py
+EXIT_CANNOT_RUN = 2  # --impl has no normalization.py, or --device cuda has no GPU
 # One CPU thread by default: with two, a core taken by another process (a browser, a grader)
 # stalls every kernel that waits for both, and the times jump by several times from one run
 # to the next; with one they hold still. `--threads 0` keeps torch's own count (one per core).
@@ -518,14 +518,23 @@ def parse_size(text: str) -> tuple[int, int, int]:
     return size  # type: ignore[return-value]
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--impl", type=Path, default=HERE,
                         help="folder with your normalization.py (default: this script's folder)")
     parser.add_argument("--sizes", type=lambda text: tuple(parse_size(s) for s in text.split(",")), default=None,
                         help="comma-separated BxTxD sizes (default: 16x128x256,8x256x768,4x512x1024)")
-    parser.add_argument("--repeats", type=int, default=None, help=f"timed calls per measurement (default {REPEATS})")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--repeats", type=_positive, default=None,
+                        help=f"timed calls per measurement (default {REPEATS})")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="where to measure (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help=f"CPU threads for torch (default {THREADS}; 0: torch's default, one per core)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 3 repeats, shallow stacks: a smoke test")
@@ -542,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = QUICK if args.quick else Config()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: this torch sees no CUDA device", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     cfg = replace(cfg, device=device, sizes=args.sizes or cfg.sizes, repeats=args.repeats or cfg.repeats)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -550,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         module = load_normalization(impl)
     except FileNotFoundError as error:
         print(f"no normalization.py to compare: {error}", file=sys.stderr)
-        return EXIT_NO_MODULE
+        return EXIT_CANNOT_RUN
     start = time.perf_counter()
     _progress(f"comparing {_display(impl)}normalization.py with torch.nn on {device}, sizes {list(cfg.sizes)}, "
               f"{cfg.repeats} repeats")
