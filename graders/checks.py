@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from graders.submission import StudentRaised
-from graders.tolerances import Tolerance
+from graders.tolerances import DROPOUT_SIGMAS, Tolerance
 
 
 class GradingFailure(AssertionError):
@@ -104,6 +104,60 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
             f"  allowed: {formula} ({tol.reason})",
         ]
     fail("\n".join(lines) + _hint(hint))
+
+
+def dropout_problem(got: torch.Tensor, undropped: torch.Tensor, p: float, tol: Tolerance) -> str:
+    """Why `got` is not inverted dropout at rate `p` of `undropped`, or "" when it is.
+
+    Inverted dropout leaves each entry 0 (dropped) or `undropped / (1 - p)` (kept); among the
+    entries whose undropped value is not 0 within `tol`, the number dropped is Binomial(n, p) and
+    must lie within DROPOUT_SIGMAS standard deviations of n p, and where n is large enough that
+    all kept or all dropped has probability below 1e-9, both must occur. A wrong common factor on
+    the kept entries is named as such (a wrong scale); any other mismatch means the dropout acts
+    somewhere else. `undropped` is the student's own dropout-free value (their eval-mode output, or
+    what a hook saw), so nothing here tells them a value of the reference.
+    """
+    got, undropped = got.detach().double(), undropped.detach().double()
+    slack = tol.atol * undropped.abs().clamp_min(1.0)
+    dropped = got.abs() <= slack
+    kept = (got - undropped / (1 - p)).abs() <= slack + tol.rtol * (undropped / (1 - p)).abs()
+    odd = ~(dropped | kept)
+    live = undropped.abs() > slack  # an undropped 0 is both dropped and kept: not counted
+    if odd.any():
+        ratios = got[~dropped & live] / undropped[~dropped & live]
+        # One factor shared by every kept entry is a wrong scale; dropout in another place gives
+        # each entry its own (a single entry cannot tell the two apart).
+        common = 64 * torch.finfo(torch.float32).eps * ratios[0].abs() if len(ratios) else 0.0
+        if len(ratios) >= 2 and (ratios - ratios[0]).abs().max() <= common:
+            return (f"the entries that are not dropped are the undropped value times {ratios[0].item():.4g}, not "
+                    f"divided by (1 - p) = {1 - p:g}: inverted dropout scales what it keeps by 1 / (1 - p)")
+        return (f"{int(odd.sum())} of {got.numel()} entries are neither 0 (dropped) nor the undropped value "
+                f"scaled by 1 / (1 - p) = {1 / (1 - p):g} (kept)")
+    n, k = int(live.sum()), int((dropped & live).sum())
+    both_expected = max(p, 1 - p) ** n < 1e-9
+    if abs(k - n * p) > DROPOUT_SIGMAS * math.sqrt(n * p * (1 - p)) + 1 or (both_expected and k in (0, n)):
+        return (f"{k} of {n} entries were dropped with dropout={p}; each entry is dropped with probability p, "
+                f"about {n * p:.0f} of {n} here")
+    return ""
+
+
+def assert_dropped_or_scaled(got, undropped: torch.Tensor, p: float, tol: Tolerance, *, what: str, hint: str = "",
+                             reveal: bool = False) -> None:
+    """`got` is inverted dropout at rate `p` of `undropped` (same shape): `dropout_problem` finds
+    nothing. A public message (`reveal`) adds the first entry that is neither, beside its
+    undropped value; a hidden one gives counts and factors only."""
+    got = check_tensor(got, what=what, shape=tuple(undropped.shape))
+    problem = dropout_problem(got, undropped, p, tol)
+    if not problem:
+        return
+    if reveal:
+        a, u = got.detach().double().flatten(), undropped.detach().double().flatten()
+        slack = tol.atol * u.abs().clamp_min(1.0)
+        odd = ~((a.abs() <= slack) | ((a - u / (1 - p)).abs() <= slack + tol.rtol * (u / (1 - p)).abs()))
+        if odd.any():
+            k = int(odd.nonzero()[0])
+            problem += f"; e.g. entry {k} is {a[k].item():.6g} where the undropped value is {u[k].item():.6g}"
+    fail(f"{what}: {problem}" + _hint(hint))
 
 
 def number(actual, *, what: str) -> float:

@@ -222,6 +222,10 @@ def dropout_kept(dtype: torch.dtype) -> Tolerance:
 # (12 sigma for n = 64).
 DROPOUT_SIGMAS = 6.0
 
+# The dropout rate of the training-mode checks that use one rate: not 0.5, where keeping with
+# probability p instead of 1 - p would look the same and a scale of 1 / p would equal 1 / (1 - p).
+DROPOUT_P = 0.25
+
 
 # --- chapter 05: normalization --------------------------------------------------------------------
 

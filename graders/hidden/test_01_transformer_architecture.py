@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from graders import checks, strategies, tolerances
+from graders.tolerances import DROPOUT_P
 from graders.strategies import ArchCase, architecture_state
 
 TASKS = ("positions", "embeddings", "masks", "EncoderLayer", "DecoderLayer", "Transformer", "EncoderOnly",
@@ -359,32 +360,8 @@ def test_dropout_only_in_training(student, kind, norm_first):
                     "attention layers and apply it to each sublayer's output")
 
 
-# Dropout counts are binomial: a share of dropped entries within this many standard deviations
-# of p is accepted (a correct dropout falls outside once in 10^9 draws; with p = 0.25 on the
-# >= 160 entries of DROPOUT_CASE, no dropout at all is 7 deviations away, rate 1 - p 14).
-DROP_SIGMAS = 6.0
-DROP_P = 0.25  # not 0.5: dropping with probability 1 - p instead of p must show
 SUBLAYERS = {"EncoderLayer": ["self_attn", "linear2"], "DecoderLayer": ["self_attn", "cross_attn", "linear2"]}
 NORMS = {"EncoderLayer": ["norm1", "norm2"], "DecoderLayer": ["norm1", "norm2", "norm3"]}
-
-
-def assert_inverted_dropout(got: torch.Tensor, undropped: torch.Tensor, p: float, *, what: str, hint: str) -> None:
-    """Each entry of `got` is 0 (dropped) or `undropped / (1 - p)` (kept, rescaled), and the share
-    dropped, among the entries whose undropped value is not 0, is p within DROP_SIGMAS deviations."""
-    got = checks.check_tensor(got, what=what, shape=tuple(undropped.shape))
-    tol = tolerances.ARCH_LAYER
-    scale = undropped.abs().clamp_min(1.0)
-    dropped = got.abs() <= tol.atol * scale
-    kept = (got - undropped / (1 - p)).abs() <= tol.atol * scale + tol.rtol * (undropped / (1 - p)).abs()
-    wrong = ~(dropped | kept)
-    if wrong.any():
-        checks.fail(f"{what}: {int(wrong.sum())} of {got.numel()} entries are neither 0 (dropped) nor the undropped "
-                    f"value scaled by 1/(1-p) = {1 / (1 - p):g} (kept)\n  see: {hint}")
-    live = undropped.abs() > 1e-6
-    share = dropped[live].double().mean().item()
-    if abs(share - p) > DROP_SIGMAS * (p * (1 - p) / int(live.sum())) ** 0.5:
-        checks.fail(f"{what}: with dropout={p} a share {share:.3f} of the entries was dropped; each entry is dropped "
-                    f"with probability p\n  see: {hint}")
 
 
 @pytest.mark.points(1)
@@ -400,10 +377,10 @@ def test_layer_drops_each_sublayer_output(student, kind, norm_first):
     attentions = [f"self.{name}.dropout" for name in subs if name.endswith("attn")]
     result = run_student(student, case, state, [
         {"fn": "watch", "module": "$harness", "args": [{"$obj": "self"}, subs + norms], "store": "seen"}, call],
-        dropout=DROP_P, train=True, attrs=("seen", *attentions))
+        dropout=DROPOUT_P, train=True, attrs=("seen", *attentions))
     for attr in attentions:
-        if result.attrs[attr] != DROP_P:
-            checks.fail(f"{kind}(dropout={DROP_P}): {attr.removeprefix('self.')} is {result.attrs[attr]!r}; build "
+        if result.attrs[attr] != DROPOUT_P:
+            checks.fail(f"{kind}(dropout={DROPOUT_P}): {attr.removeprefix('self.')} is {result.attrs[attr]!r}; build "
                         "nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)")
     seen = result.attrs["seen"]
     for name in subs + norms:
@@ -424,11 +401,11 @@ def test_layer_drops_each_sublayer_output(student, kind, norm_first):
             before = x if k == 0 else outputs[k - 1]
             after = inputs[k]
             where = f"norm{k + 1}(x + drop({name}(x)))"
-        assert_inverted_dropout(after - before, branch, DROP_P,
-                                what=f"{'pre' if norm_first else 'post'}-norm {kind}: what the residual around {name} "
-                                     "adds to the stream in training mode",
-                                hint=f"{where}: dropout acts on the sublayer's output only, never on the stream or "
-                                     "the sum")
+        checks.assert_dropped_or_scaled(after - before, branch, DROPOUT_P, tolerances.ARCH_LAYER,
+                                        what=f"{'pre' if norm_first else 'post'}-norm {kind}: what the residual "
+                                             f"around {name} adds to the stream in training mode",
+                                        hint=f"{where}: dropout acts on the sublayer's output only, never on the "
+                                             "stream or the sum")
 
 
 @pytest.mark.points(1)
@@ -442,15 +419,15 @@ def test_embedding_dropout_on_the_sum(student, kind):
     first = FIRST_LAYER[kind]
     result = run_student(student, case, state, [
         {"fn": "watch", "module": "$harness", "args": [{"$obj": "self"}, [first]], "store": "seen"}, call,
-        {"fn": "self.eval", "discard": True}, call], dropout=DROP_P, train=True, attrs=("seen",))
+        {"fn": "self.eval", "discard": True}, call], dropout=DROPOUT_P, train=True, attrs=("seen",))
     records = result.attrs["seen"][first]
     if len(records) != 2:
         checks.fail(f"{first} ran {len(records)} times in two forward passes, once expected in each")
     trained, evaluated = (first_arg(record, first) for record in records)
-    assert_inverted_dropout(trained, evaluated, DROP_P,
-                            what=f"the input of {first} in training mode, against your own in eval mode",
-                            hint="dropout(embedding(tokens) * sqrt(d_model) + positions[:T]) in training mode, no "
-                                 "dropout in eval mode")
+    checks.assert_dropped_or_scaled(trained, evaluated, DROPOUT_P, tolerances.ARCH_LAYER,
+                                    what=f"the input of {first} in training mode, against your own in eval mode",
+                                    hint="dropout(embedding(tokens) * sqrt(d_model) + positions[:T]) in training "
+                                         "mode, no dropout in eval mode")
 
 
 # --- DecoderLayer ----------------------------------------------------------------------------

@@ -139,12 +139,6 @@ def test_sinusoidal_module_matches_reference(student, reference, case, extra, ba
     checks.assert_close(out, expected, tol, what="forward(x) in eval mode, dropout=0.5", hint=hint)
 
 
-# Dropout counts are binomial: a share of dropped entries within this many standard deviations
-# of p is accepted (a correct dropout falls outside once in 10^9 draws; no dropout at all, or
-# dropout at rate 1 - p, is 12 or more deviations away on the >= 192 entries drawn here).
-DROP_SIGMAS = 6.0
-
-
 @pytest.mark.points(1)
 @pytest.mark.task("SinusoidalPositionalEncoding")
 @given(length=st.integers(4, 16), d_model=st.sampled_from((8, 12, 16)), p=st.sampled_from((0.25, 0.5)),
@@ -161,18 +155,8 @@ def test_sinusoidal_module_dropout_acts_on_the_sum(student, length, d_model, p, 
     summed = checks.check_tensor(result.outputs[2], what="forward(x) in eval mode", shape=tuple(x.shape))
     tol = tolerances.ADDED_TABLE[torch.float64]
     hint = "dropout(x + PE[:T]): the sum is dropped, never x alone, and only in training mode"
-    scale = summed.abs().clamp_min(1.0)
-    dropped = trained.abs() <= tol.atol * scale
-    kept = (trained - summed / (1 - p)).abs() <= tol.atol * scale + tol.rtol * (summed / (1 - p)).abs()
-    wrong = ~(dropped | kept)
-    if wrong.any():
-        checks.fail(f"with dropout={p}, {int(wrong.sum())} of {x.numel()} training-mode outputs are neither 0 "
-                    f"(dropped) nor your eval-mode output scaled by 1/(1-p) = {1 / (1 - p):g} (kept)\n  see: {hint}")
-    live = summed.abs() > 1e-6
-    share = dropped[live].double().mean().item()
-    if abs(share - p) > DROP_SIGMAS * (p * (1 - p) / int(live.sum())) ** 0.5:
-        checks.fail(f"with dropout={p} you dropped a share {share:.3f} of the outputs in training mode; each is "
-                    f"dropped with probability p\n  see: {hint}")
+    checks.assert_dropped_or_scaled(trained, summed, p, tol, hint=hint,
+                                    what=f"forward(x) in training mode with dropout={p}, against yours in eval mode")
 
 
 @pytest.mark.points(1)

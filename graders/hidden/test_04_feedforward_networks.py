@@ -197,34 +197,6 @@ def test_layer_gradients_match_reference(student, reference, kind, data):
         checks.assert_close(got, grad, tolerances.FFN_GRAD[torch.float64], what=f"d loss / d {name}")
 
 
-def dropout_diagnosis(out: torch.Tensor, free: torch.Tensor, p: float) -> str:
-    """Why the training-mode output `out` (dropout `p`) is not dropout on the output of the same
-    module's dropout-free output `free`, or "" when each entry is 0 or free / (1 - p), with a
-    dropped share consistent with p (`tolerances.DROPOUT_SIGMAS`)."""
-    tol = tolerances.dropout_kept(out.dtype)
-    dropped = out == 0
-    allowed = tol.atol + tol.rtol * (free / (1 - p)).abs()
-    kept = (out - free / (1 - p)).abs() <= allowed
-    odd = ~(dropped | kept)
-    if odd.any():
-        nonzero = ~dropped & (free.abs() > allowed)
-        ratios = out[nonzero] / free[nonzero]
-        # One common factor over several outputs is a wrong scale; dropout inside the layer gives
-        # each output its own factor (a single output cannot tell the two apart).
-        if len(ratios) >= 2 and (ratios - ratios[0]).abs().max() <= 1e-9 * abs(ratios[0].item()):
-            return (f"the outputs that are not dropped are the dropout-free output times {ratios[0].item():.4g}, "
-                    f"not divided by (1 - p) = {1 - p:g}: dropout scales what it keeps by 1 / (1 - p)")
-        return (f"{int(odd.sum())} of {out.numel()} outputs in training mode are neither 0 nor the dropout-free "
-                "output divided by (1 - p): dropout acts on the layer's output, after the last linear layer "
-                "(not on the hidden units inside it), and scales what it keeps by 1 / (1 - p)")
-    clear = free.abs() > allowed  # an output of 0 is both dropped and kept: not counted
-    n, k = int(clear.sum()), int((dropped & clear).sum())
-    if abs(k - n * p) > tolerances.DROPOUT_SIGMAS * math.sqrt(n * p * (1 - p)) + 1:
-        return (f"{k} of {n} outputs were dropped with dropout={p}; dropout zeroes each output with "
-                f"probability p, about {n * p:.0f} of {n} here")
-    return ""
-
-
 @pytest.mark.points(1)
 @pytest.mark.parametrize("kind", [layer_param("feedforward"), layer_param("swiglu")])
 @given(data=st.data())
@@ -254,9 +226,11 @@ def test_layer_dropout_only_in_training(student, reference, kind, data):
     if ((free_train - free).abs() > tol.atol + tol.rtol * free.abs()).any():
         checks.fail("with dropout=0 the layer's output in training mode differs from its output in eval mode: "
                     "nothing but dropout may depend on the mode")
-    diagnosis = dropout_diagnosis(forward(p, True), free_train, p)
-    if diagnosis:
-        checks.fail(diagnosis)
+    checks.assert_dropped_or_scaled(forward(p, True), free_train, p, tol,
+                                    what=f"forward(x) in training mode with dropout={p}, against the same layer with "
+                                         "dropout=0",
+                                    hint="dropout acts on the layer's output, after the last linear layer (not on the "
+                                         "hidden units inside it), and scales what it keeps by 1 / (1 - p)")
 
 
 @pytest.mark.points(1)

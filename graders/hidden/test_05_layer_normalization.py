@@ -473,32 +473,6 @@ def test_residual_block_dropout_only_in_training(student, width, prenorm, seed):
                     "apply dropout to the sublayer's output")
 
 
-# Dropout counts are binomial: a share of dropped entries within this many standard deviations
-# of p is accepted (a correct dropout falls outside once in 10^9 draws; no dropout at all, or
-# dropout at rate 1 - p, is 12 or more deviations away on the >= 192 entries drawn here).
-DROP_SIGMAS = 6.0
-
-
-def assert_inverted_dropout(got: torch.Tensor, undropped: torch.Tensor, p: float, tol: tolerances.Tolerance, *,
-                            what: str, hint: str) -> None:
-    """Each entry of `got` is 0 (dropped) or `undropped / (1 - p)` (kept, rescaled), and the share
-    dropped, among the entries whose undropped value is not 0, is p within DROP_SIGMAS deviations."""
-    got = checks.check_tensor(got, what=what, shape=tuple(undropped.shape))
-    scale = undropped.abs().clamp_min(1.0)
-    dropped = got.abs() <= tol.atol * scale
-    kept = (got - undropped / (1 - p)).abs() <= tol.atol * scale + tol.rtol * (undropped / (1 - p)).abs()
-    wrong = ~(dropped | kept)
-    if wrong.any():
-        checks.fail(f"{what}: {int(wrong.sum())} of {got.numel()} entries are neither 0 (dropped) nor the undropped "
-                    f"value scaled by 1/(1-p) = {1 / (1 - p):g} (kept)\n  see: {hint}")
-    live = undropped.abs() > 1e-6
-    share = dropped[live].double().mean().item()
-    sigma = (p * (1 - p) / int(live.sum())) ** 0.5
-    if abs(share - p) > DROP_SIGMAS * sigma:
-        checks.fail(f"{what}: with dropout={p} you dropped a share {share:.3f} of the entries; each entry is dropped "
-                    f"with probability p\n  see: {hint}")
-
-
 @pytest.mark.points(1)
 @pytest.mark.task("ResidualBlock")
 @given(width=st.integers(4, 12), prenorm=st.booleans(), seed=strategies.seeds(), p=st.sampled_from((0.25, 0.5)))
@@ -526,9 +500,10 @@ def test_residual_block_dropout_acts_on_the_sublayer_output(student, width, pren
             checks.fail("norm was called without a positional input")
         added = seen["norm"][0]["args"][0] - x
     where = "x + dropout(sublayer(norm(x)))" if prenorm else "norm(x + dropout(sublayer(x)))"
-    assert_inverted_dropout(added, branch, p, tolerances.norm(torch.float64),
-                            what=f"what the {'pre' if prenorm else 'post'}-norm block adds to x in training mode",
-                            hint=f"{where}: dropout acts on the sublayer's output only, never on x or the sum")
+    checks.assert_dropped_or_scaled(added, branch, p, tolerances.norm(torch.float64),
+                                    what=f"what the {'pre' if prenorm else 'post'}-norm block adds to x in training "
+                                         "mode",
+                                    hint=f"{where}: dropout acts on the sublayer's output only, never on x or the sum")
 
 
 @pytest.mark.points(1)

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graders import checks, strategies, tolerances
+from graders.tolerances import DROPOUT_P, DROPOUT_SIGMAS
 from graders.submission import obj
 
 TASKS = ("GPT", "generate", "fused", "data", "training")
@@ -82,32 +83,6 @@ def test_gpt_matches_reference(student, reference, case):
                         hint="the loss is cross_entropy over all B * T positions against `targets` as given")
 
 
-# Dropout counts are binomial: a share of dropped entries within this many standard deviations
-# of p is accepted (a correct dropout falls outside once in 10^9 draws; with p = 0.25 on the
-# >= 128 entries of these cases, no dropout at all is 6.5 deviations away, rate 1 - p 13).
-DROP_SIGMAS = 6.0
-DROP_P = 0.25  # not 0.5: dropping with probability 1 - p instead of p must show
-
-
-def assert_inverted_dropout(got: torch.Tensor, undropped: torch.Tensor, *, what: str, hint: str) -> None:
-    """Each entry of `got` is 0 (dropped) or `undropped / (1 - DROP_P)` (kept, rescaled), and the
-    share dropped, among the entries whose undropped value is not 0, is DROP_P within DROP_SIGMAS."""
-    got = checks.check_tensor(got, what=what, shape=tuple(undropped.shape))
-    tol, p = tolerances.ARCH_LAYER, DROP_P
-    scale = undropped.abs().clamp_min(1.0)
-    dropped = got.abs() <= tol.atol * scale
-    kept = (got - undropped / (1 - p)).abs() <= tol.atol * scale + tol.rtol * (undropped / (1 - p)).abs()
-    wrong = ~(dropped | kept)
-    if wrong.any():
-        checks.fail(f"{what}: {int(wrong.sum())} of {got.numel()} entries are neither 0 (dropped) nor the undropped "
-                    f"value scaled by 1/(1-p) = {1 / (1 - p):g} (kept)\n  see: {hint}")
-    live = undropped.abs() > 1e-9
-    share = dropped[live].double().mean().item()
-    if abs(share - p) > DROP_SIGMAS * (p * (1 - p) / int(live.sum())) ** 0.5:
-        checks.fail(f"{what}: with dropout={p} a share {share:.3f} of the entries was dropped; each entry is dropped "
-                    f"with probability p\n  see: {hint}")
-
-
 def dropout_case(case: strategies.GPTCase) -> strategies.GPTCase:
     """`case` grown to 4 sequences of 8 tokens and a width of at least 4: >= 128 entries to count."""
     return replace(case, batch=4, block_size=8, seq_len=8, head_dim=max(case.head_dim, 4 // case.n_head))
@@ -118,7 +93,7 @@ def dropout_case(case: strategies.GPTCase) -> strategies.GPTCase:
 @given(case=strategies.gpt_cases().map(dropout_case))
 def test_dropout_only_in_training(student, reference, case):
     """With dropout=0.25, eval mode gives the reference's logits (dropout off); training mode does not."""
-    config = case.config(dropout=DROP_P)
+    config = case.config(dropout=DROPOUT_P)
     model, state = reference_model(reference, case.config(), case.seed)
     idx = case.tokens()
     shape = (case.batch, case.seq_len, case.vocab_size)
@@ -137,10 +112,11 @@ def test_dropout_only_in_training(student, reference, case):
         hint = ("dropout acts only in training mode (nn.Dropout follows self.training): with dropout=0 your logits "
                 "are right, with dropout=0.25 in eval mode they are not"
                 if torch.allclose(free, expected, rtol=tol.rtol, atol=tol.atol) else "")
-        checks.assert_close(evaluated, expected, tol, what=f"logits in eval mode with dropout={DROP_P}",
+        checks.assert_close(evaluated, expected, tol, what=f"logits in eval mode with dropout={DROPOUT_P}",
                             hint=hint)
     if torch.allclose(trained, evaluated):
-        checks.fail(f"with dropout={DROP_P} your logits in training mode equal those in eval mode: nothing was dropped")
+        checks.fail(f"with dropout={DROPOUT_P} your logits in training mode equal those in eval mode: nothing was "
+                    "dropped")
 
 
 @pytest.mark.points(1)
@@ -150,7 +126,7 @@ def test_dropout_in_its_places(student, reference, case):
     """In training mode (dropout=0.25, unfused attention), hooks on the first block show: its input is the embedded
     sum dropped (0 or your eval-mode input / (1 - p)); the attention's output is dropped before it is added; the FFN's
     output is added as it comes (it drops its own, after its down projection); attention drops its weights."""
-    config = case.config(dropout=DROP_P)
+    config = case.config(dropout=DROPOUT_P)
     _, state = reference_model(reference, case.config(), case.seed)
     down = "blocks.0.ffn.w2" if case.ffn == "swiglu" else "blocks.0.ffn.fc2"
     names = ["blocks.0", "blocks.0.attn", "blocks.0.ffn_norm", "blocks.0.ffn", down]
@@ -167,24 +143,27 @@ def test_dropout_in_its_places(student, reference, case):
     block = {key: [record["args"][0] if record["args"] else None for record in seen[key]] for key in names}
     if any(v is None for key in ("blocks.0", "blocks.0.ffn_norm") for v in block[key]):
         checks.fail("blocks.0 and its ffn_norm should be called with the stream as their first positional argument")
-    assert_inverted_dropout(block["blocks.0"][0], block["blocks.0"][1],
-                            what="the first block's input in training mode, against yours in eval mode",
-                            hint="x = dropout(embedding(idx) (+ positions)) before the first block, in training "
-                                 "mode only")
+    checks.assert_dropped_or_scaled(block["blocks.0"][0], block["blocks.0"][1], DROPOUT_P,
+                                    tolerances.ARCH_LAYER,
+                                    what="the first block's input in training mode, against yours in eval mode",
+                                    hint="x = dropout(embedding(idx) (+ positions)) before the first block, in "
+                                         "training mode only")
     attended = seen["blocks.0.attn"][0]["output"]
     attended = attended[0] if isinstance(attended, list) else attended  # MultiHeadAttention returns (out, weights)
-    assert_inverted_dropout(block["blocks.0.ffn_norm"][0] - block["blocks.0"][0], attended,
-                            what="what the attention residual adds to the stream in training mode",
-                            hint="x = x + dropout(attn(attn_norm(x))[0]): the attention's output is dropped, never x "
-                                 "or the sum")
+    checks.assert_dropped_or_scaled(block["blocks.0.ffn_norm"][0] - block["blocks.0"][0], attended,
+                                    DROPOUT_P, tolerances.ARCH_LAYER,
+                                    what="what the attention residual adds to the stream in training mode",
+                                    hint="x = x + dropout(attn(attn_norm(x))[0]): the attention's output is dropped, "
+                                         "never x or the sum")
     out = seen["blocks.0"][0]["output"]
     checks.assert_close(out - block["blocks.0.ffn_norm"][0], seen["blocks.0.ffn"][0]["output"], tolerances.ARCH_LAYER,
                         what="what the FFN residual adds to the stream in training mode vs the FFN's own output",
                         hint="x + ffn(ffn_norm(x)): the FFN drops its own output, the block adds it as it is")
-    assert_inverted_dropout(seen["blocks.0.ffn"][0]["output"], seen[down][0]["output"],
-                            what="the FFN's output in training mode, against its down projection's",
-                            hint="build_ffn passes dropout=config.dropout: the FFN drops its output after "
-                                 f"{down.rsplit('.', 1)[1]}")
+    checks.assert_dropped_or_scaled(seen["blocks.0.ffn"][0]["output"], seen[down][0]["output"],
+                                    DROPOUT_P, tolerances.ARCH_LAYER,
+                                    what="the FFN's output in training mode, against its down projection's",
+                                    hint="build_ffn passes dropout=config.dropout: the FFN drops its output after "
+                                         f"{down.rsplit('.', 1)[1]}")
     x = torch.ones(case.batch, case.seq_len, case.d_model, dtype=torch.float64)  # every weight 1/T before dropout
     attention = build(student, config, state=state, train=True, calls=[
         {"fn": "self.blocks.0.attn.forward", "args": [x], "kwargs": {"need_weights": True}}]).output
@@ -192,8 +171,8 @@ def test_dropout_in_its_places(student, reference, case):
     weights = checks.check_tensor(weights, what="blocks.0.attn(x, need_weights=True) weights in training mode",
                                   shape=(case.batch, case.n_head, case.seq_len, case.seq_len))
     share = (weights == 0).double().mean().item()
-    if abs(share - DROP_P) > DROP_SIGMAS * (DROP_P * (1 - DROP_P) / weights.numel()) ** 0.5:
-        checks.fail(f"blocks.0.attn in training mode with dropout={DROP_P} dropped a share {share:.3f} of its "
+    if abs(share - DROPOUT_P) > DROPOUT_SIGMAS * (DROPOUT_P * (1 - DROPOUT_P) / weights.numel()) ** 0.5:
+        checks.fail(f"blocks.0.attn in training mode with dropout={DROPOUT_P} dropped a share {share:.3f} of its "
                     "attention weights (no mask, so none is 0 otherwise)\n  see: build attn as MultiHeadAttention(..., "
                     "dropout=config.dropout)")
 

@@ -17,6 +17,7 @@ import torch
 
 from graders import checks, tolerances
 from graders.strategies import randn
+from graders.tolerances import DROPOUT_P
 
 TASKS = ("relu", "silu", "gelu", "FeedForward", "swiglu_hidden_dim", "SwiGLU", "feedforward_parameter_count",
          "swiglu_parameter_count")
@@ -30,7 +31,6 @@ LAYERS = {
                     {"fc1.weight": (10, 6), "fc1.bias": (10,), "fc2.weight": (6, 10), "fc2.bias": (6,)}),
     "swiglu": ("SwiGLU", {"d_model": 6, "d_ff": 10}, {"w1.weight": (10, 6), "w3.weight": (10, 6), "w2.weight": (6, 10)}),
 }
-DROPOUT_P = 0.25  # not 0.5: a layer that drops 1 - p, or scales by 1 / p, shows it
 
 
 def layer_param(kind: str):
@@ -264,21 +264,11 @@ def test_layer_dropout_on_output_in_training(student, kind):
     x = randn((4, 8, 6), seed=32)
     free = run_layer(student, kind, x, train=True)
     out = run_layer(student, kind, x, dropout=DROPOUT_P, train=True)
-    dropped = out == 0
-    tol = tolerances.dropout_kept(torch.float32)
-    scaled = free / (1 - DROPOUT_P)
-    odd = ~dropped & ((out - scaled).abs() > tol.atol + tol.rtol * scaled.abs())
-    if odd.any():
-        index = tuple(int(i) for i in odd.nonzero()[0])
-        checks.fail(f"{int(odd.sum())} of {out.numel()} outputs are neither 0 nor the dropout-free output / (1 - p); "
-                    f"at index {index} you returned {out[index].item():.6g}, the dropout-free output is "
-                    f"{free[index].item():.6g} (divided by 1 - p = {1 - DROPOUT_P}: {scaled[index].item():.6g}). "
-                    "Dropout goes last, on the layer's output (not on the hidden units before fc2 or w2), and "
-                    "scales what it keeps by 1 / (1 - p)")
-    n, k = out.numel(), int(dropped.sum())
-    if abs(k - n * DROPOUT_P) > tolerances.DROPOUT_SIGMAS * (n * DROPOUT_P * (1 - DROPOUT_P)) ** 0.5 + 1:
-        checks.fail(f"{k} of {n} outputs were dropped with dropout={DROPOUT_P}; dropout zeroes each output with "
-                    f"probability p, about {n * DROPOUT_P:.0f} of {n} here")
+    checks.assert_dropped_or_scaled(out, free, DROPOUT_P, tolerances.dropout_kept(torch.float32), reveal=True,
+                                    what=f"{kind} output in training mode with dropout={DROPOUT_P}, against yours "
+                                         "with dropout=0",
+                                    hint="dropout goes last, on the layer's output (not on the hidden units before "
+                                         "fc2 or w2), and scales what it keeps by 1 / (1 - p)")
 
 
 # --- parameter counts ---------------------------------------------------------------------------
