@@ -2,7 +2,7 @@
 
 Strategies draw small, readable *cases* (shapes, a mask kind, a dtype, a seed), not raw
 tensors: when a test fails, Hypothesis shrinks the case and the student sees something like
-`AttentionCase(batch=1, heads=1, q_len=1, k_len=2, d_k=1, d_v=1, mask='causal', ...)`.
+`AttentionCase(lead=(), q_len=1, k_len=2, d_k=1, d_v=1, mask='causal', ...)`.
 Tensors are then built from the case's seed, deterministically. All strategies are
 keyword-only and bounded, and built with `builds`/`composite`, not filters.
 """
@@ -72,25 +72,33 @@ def softmax_cases(draw, *, max_dims: int = 3, max_side: int = 7, scales: tuple[f
 
 @dataclass(frozen=True)
 class AttentionCase:
-    batch: int
-    heads: int
+    lead: tuple[int, ...]  # the leading dims `...` of q, k and v, e.g. (batch, heads); 0 to 3 of them
     q_len: int
     k_len: int
     d_k: int
     d_v: int
     mask: str  # one of MASK_KINDS
-    bias: bool  # an additive float bias (like ALiBi) broadcast over the batch
+    bias: bool  # an additive float bias (like ALiBi) broadcast over the first leading dim
     dtype: torch.dtype
     seed: int
 
     def tensors(self) -> dict[str, torch.Tensor | None]:
         """q, k, v, mask and bias for this case."""
-        b, h, tq, tk = self.batch, self.heads, self.q_len, self.k_len
-        q = randn((b, h, tq, self.d_k), seed=self.seed, dtype=self.dtype)
-        k = randn((b, h, tk, self.d_k), seed=self.seed + 1, dtype=self.dtype)
-        v = randn((b, h, tk, self.d_v), seed=self.seed + 2, dtype=self.dtype)
-        bias = randn((h, tq, tk), seed=self.seed + 3, dtype=self.dtype) if self.bias else None
-        return {"q": q, "k": k, "v": v, "mask": make_mask(self.mask, b, tq, tk, seed=self.seed + 4), "bias": bias}
+        tq, tk = self.q_len, self.k_len
+        q = randn((*self.lead, tq, self.d_k), seed=self.seed, dtype=self.dtype)
+        k = randn((*self.lead, tk, self.d_k), seed=self.seed + 1, dtype=self.dtype)
+        v = randn((*self.lead, tk, self.d_v), seed=self.seed + 2, dtype=self.dtype)
+        bias = randn((*self.lead[1:], tq, tk), seed=self.seed + 3, dtype=self.dtype) if self.bias else None
+        return {"q": q, "k": k, "v": v, "mask": self.mask_tensor(), "bias": bias}
+
+    def mask_tensor(self) -> torch.Tensor | None:
+        """`make_mask`'s mask with its batch dim on the first leading dim and 1 on the others, so
+        it broadcasts to (..., Tq, Tk) for any number of leading dims (none: one sequence)."""
+        mask = make_mask(self.mask, self.lead[0] if self.lead else 1, self.q_len, self.k_len, seed=self.seed + 4)
+        if mask is None or mask.dim() == 2:
+            return mask
+        batch = mask.shape[:1] if self.lead else ()
+        return mask.reshape(*batch, *[1] * max(len(self.lead) - 1, 0), *mask.shape[-2:])
 
 
 def make_mask(kind: str, batch: int, q_len: int, k_len: int, *, seed: int) -> torch.Tensor | None:
@@ -122,7 +130,7 @@ def attention_cases(draw, *, masks: tuple[str, ...] = MASK_KINDS, bias: bool | N
     # The causal convention needs q_len <= k_len; other masks take any lengths.
     k_len = draw(st.integers(q_len if "causal" in masks else 1, max_len + 2))
     return AttentionCase(
-        batch=draw(st.integers(1, 3)), heads=draw(st.integers(1, 3)), q_len=q_len, k_len=k_len,
+        lead=tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=3))), q_len=q_len, k_len=k_len,
         d_k=draw(st.integers(1, max_dim)), d_v=draw(st.integers(1, max_dim)),
         mask=draw(st.sampled_from(masks)),
         bias=draw(st.booleans()) if bias is None else bias,
@@ -395,10 +403,12 @@ class NormCase:
 @st.composite
 def norm_cases(draw, *, max_trailing: int = 1, dtypes_: tuple[torch.dtype, ...] = NORM_DTYPES,
                min_count: int = 1, eps: tuple[float, ...] = (1e-5, 1e-6, 1e-3)) -> NormCase:
-    """Inputs for a norm: 1-2 leading dims, 1..`max_trailing` normalized dims of width <= 16,
-    values with a spread from 0.1 to 30 around an offset of 0, 3 or 30 spreads."""
-    lead = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=2)))
-    lead = (max(lead[0], min_count), *lead[1:])
+    """Inputs for a norm: 0-3 leading dims (at least one, of `min_count` or more, where a statistic
+    needs several rows), 1..`max_trailing` normalized dims of width <= 16, values with a spread
+    from 0.1 to 30 around an offset of 0, 3 or 30 spreads."""
+    lead = tuple(draw(st.lists(st.integers(1, 4), min_size=0 if min_count <= 1 else 1, max_size=3)))
+    if lead:
+        lead = (max(lead[0], min_count), *lead[1:])
     features = tuple(draw(st.lists(st.integers(2, 16), min_size=1, max_size=max_trailing)))
     affine = draw(st.booleans())
     return NormCase(lead=lead, features=features, eps=draw(st.sampled_from(eps)), affine=affine,

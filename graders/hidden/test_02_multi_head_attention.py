@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from graders import checks, strategies, tolerances
 from graders.strategies import randn
+from graders.tolerances import DROPOUT_P
 
 TASKS = ("softmax", "scaled_dot_product_attention", "causal_mask", "KVCache", "MultiHeadAttention")
 SECTIONS = {"softmax": "softmax", "scaled_dot_product_attention": "scaled-dot-product-attention",
@@ -183,7 +184,7 @@ def test_attention_weights_rows_sum_to_one(student, case):
     """Every row of weights with at least one visible key sums to 1."""
     t = case.tensors()
     _, weights = student.call("scaled_dot_product_attention", t["q"], t["k"], t["v"], mask=t["mask"], bias=t["bias"])
-    w = checks.check_tensor(weights, what="weights", shape=(case.batch, case.heads, case.q_len, case.k_len))
+    w = checks.check_tensor(weights, what="weights", shape=(*case.lead, case.q_len, case.k_len))
     checks.assert_close(w.sum(-1), torch.ones(w.shape[:-1], dtype=w.dtype), tolerances.SUM_TO_ONE[case.dtype],
                         what="row sums of weights")
 
@@ -195,7 +196,7 @@ def test_attention_masked_weights_exactly_zero(student, case):
     """Where the mask is False the weight is exactly 0 (the score became -inf before the softmax)."""
     t = case.tensors()
     _, weights = student.call("scaled_dot_product_attention", t["q"], t["k"], t["v"], mask=t["mask"], bias=t["bias"])
-    w = checks.check_tensor(weights, what="weights", shape=(case.batch, case.heads, case.q_len, case.k_len))
+    w = checks.check_tensor(weights, what="weights", shape=(*case.lead, case.q_len, case.k_len))
     masked = ~t["mask"].expand_as(w)
     checks.assert_equal(w[masked], torch.zeros(int(masked.sum()), dtype=w.dtype),
                         what="weights where the mask is False (flattened)")
@@ -209,8 +210,8 @@ def test_attention_fully_masked_row_is_zero(student, case):
     t = case.tensors()
     out, weights = student.call("scaled_dot_product_attention", t["q"], t["k"], t["v"], mask=t["mask"], bias=t["bias"])
     empty = ~t["mask"].any(-1)  # (B, 1, Tq): rows with no visible key
-    out = checks.check_tensor(out, what="out", shape=(case.batch, case.heads, case.q_len, case.d_v))
-    w = checks.check_tensor(weights, what="weights", shape=(case.batch, case.heads, case.q_len, case.k_len))
+    out = checks.check_tensor(out, what="out", shape=(*case.lead, case.q_len, case.d_v))
+    w = checks.check_tensor(weights, what="weights", shape=(*case.lead, case.q_len, case.k_len))
     checks.assert_finite(out, what="out")
     rows_out = out[empty.expand(out.shape[:-1])]
     checks.assert_equal(rows_out, torch.zeros_like(rows_out), what="out for fully masked queries")
@@ -231,7 +232,7 @@ def test_attention_key_permutation_equivariant(student, case, data):
     out_p, weights_p = student.call(
         "scaled_dot_product_attention", t["q"], t["k"][..., perm, :], t["v"][..., perm, :],
         mask=None if mask is None else mask[..., perm], bias=None if bias is None else bias[..., perm])
-    checks.check_tensor(weights, what="weights", shape=(case.batch, case.heads, case.q_len, case.k_len))
+    checks.check_tensor(weights, what="weights", shape=(*case.lead, case.q_len, case.k_len))
     checks.assert_close(out_p, out, tolerances.ATTENTION[torch.float64], what="out after permuting keys")
     checks.assert_close(weights_p, weights[..., perm], tolerances.ATTENTION[torch.float64],
                         what="weights after permuting keys (vs your weights permuted)")
@@ -259,7 +260,7 @@ def test_attention_stable_with_huge_logits(student, case):
     t = case.tensors()
     q = t["q"] * (1e4 * math.sqrt(case.d_k) / max(case.d_k, 1))  # scores of order 1e4
     out, weights = student.call("scaled_dot_product_attention", q, t["k"], t["v"], mask=t["mask"])
-    w = checks.check_tensor(weights, what="weights", shape=(case.batch, case.heads, case.q_len, case.k_len))
+    w = checks.check_tensor(weights, what="weights", shape=(*case.lead, case.q_len, case.k_len))
     checks.assert_finite(w, what="weights with scores ~1e4")
     checks.assert_finite(checks.check_tensor(out, what="out"), what="out with scores ~1e4")
     checks.assert_close(w.sum(-1), torch.ones(w.shape[:-1]), tolerances.SUM_TO_ONE[torch.float32],
@@ -288,7 +289,7 @@ def test_attention_agrees_with_torch(student, case):
 def test_attention_gradients_match_reference(student, reference, case):
     """Gradients with respect to q, k and v equal the reference's (backpropagating a random upstream)."""
     t = case.tensors()
-    upstream = randn((case.batch, case.heads, case.q_len, case.d_v), seed=case.seed + 9, dtype=case.dtype)
+    upstream = randn((*case.lead, case.q_len, case.d_v), seed=case.seed + 9, dtype=case.dtype)
     result = student.call_with_grad("scaled_dot_product_attention", (t["q"], t["k"], t["v"]),
                                     {"mask": t["mask"], "bias": t["bias"]}, upstream=upstream, output=(0,),
                                     wrt=(0, 1, 2))
@@ -332,7 +333,7 @@ def test_attention_dropout_is_inverted(student, reference, case, p):
 @given(p=st.sampled_from((0.1, 0.25, 0.75)), seed=strategies.seeds())
 def test_attention_dropout_rate(student, p, seed):
     """With dropout_p=p, a fraction p of the weights is dropped (within 6 standard deviations, over 8192 weights)."""
-    case = strategies.AttentionCase(batch=2, heads=4, q_len=32, k_len=32, d_k=4, d_v=2, mask="none", bias=False,
+    case = strategies.AttentionCase(lead=(2, 4), q_len=32, k_len=32, d_k=4, d_v=2, mask="none", bias=False,
                                     dtype=torch.float64, seed=seed)
     t = case.tensors()
     _, weights = student.call("scaled_dot_product_attention", t["q"], t["k"], t["v"], dropout_p=p)
@@ -581,13 +582,6 @@ def test_mha_dropout_only_in_training(student, reference, case):
         checks.fail(f"in training mode with dropout=0.5 none of {weights.numel()} weights was dropped")
 
 
-# Dropout counts are binomial: a share of dropped weights within this many standard deviations
-# of p is accepted (a correct dropout falls outside once in 10^9 draws; on the >= 144 unmasked
-# weights of these cases no dropout at all is 6.9 deviations away, rate 1 - p 14).
-DROP_SIGMAS = 6.0
-DROP_P = 0.25  # not 0.5: dropping with probability 1 - p instead of p must show
-
-
 def grown(case: strategies.MHACase) -> strategies.MHACase:
     """`case` with 4 sequences of 8 queries and 8 keys: >= 144 unmasked weights to count."""
     return replace(case, batch=4, q_len=8, kv_len=8)
@@ -616,8 +610,8 @@ def test_mha_dropout_acts_on_the_weights(student, reference, case):
     out is out_proj of those dropped weights times the values (dropout=0.25, need_weights=True)."""
     state = state_dict_for(reference, case.init, case.seed, case.dtype)
     inputs = case.inputs()
-    result = student.module("MultiHeadAttention", case.init | {"dropout": DROP_P}, state_dict=state, dtype=case.dtype,
-                            train=True, seed=case.seed,
+    result = student.module("MultiHeadAttention", case.init | {"dropout": DROPOUT_P}, state_dict=state,
+                            dtype=case.dtype, train=True, seed=case.seed,
                             calls=[forward_call(inputs), {"fn": "self.eval", "discard": True}, forward_call(inputs)])
     shape = (case.batch, case.num_heads, case.q_len, case.kv_len)
     trained, evaluated = result.outputs[0], result.outputs[2]
@@ -625,18 +619,9 @@ def test_mha_dropout_acts_on_the_weights(student, reference, case):
     clean = checks.check_tensor(evaluated[1], what="weights in eval mode", shape=shape)
     hint = "dropout(softmax(scores)): the weights are dropped after the softmax, and those dropped weights multiply v"
     tol = tolerances.LAYER[torch.float64]
-    dropped = weights.abs() <= tol.atol
-    kept = (weights - clean / (1 - DROP_P)).abs() <= tol.atol + tol.rtol * (clean / (1 - DROP_P)).abs()
-    wrong = ~(dropped | kept)
-    if wrong.any():
-        checks.fail(f"with dropout={DROP_P}, {int(wrong.sum())} of {weights.numel()} training-mode weights are "
-                    f"neither 0 (dropped) nor your eval-mode weight scaled by 1/(1-p) = {1 / (1 - DROP_P):g} (kept)"
-                    f"\n  see: {hint}")
-    live = clean > 1e-9
-    share = dropped[live].double().mean().item()
-    if abs(share - DROP_P) > DROP_SIGMAS * (DROP_P * (1 - DROP_P) / int(live.sum())) ** 0.5:
-        checks.fail(f"with dropout={DROP_P} you dropped a share {share:.3f} of the attention weights in training mode; "
-                    f"each is dropped with probability p\n  see: {hint}")
+    checks.assert_dropped_or_scaled(weights, clean, DROPOUT_P, tol, hint=hint,
+                                    what=f"weights in training mode with dropout={DROPOUT_P}, against yours in eval "
+                                         "mode")
     value = inputs["key"] if inputs["key"] is not None else inputs["query"]
     out = checks.check_tensor(trained[0], what="out in training mode", shape=(case.batch, case.q_len, case.d_model))
     checks.assert_close(out, output_from_weights(case, state, value, weights), tol,

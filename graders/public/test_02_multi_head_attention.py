@@ -104,7 +104,7 @@ def test_softmax_gradient(student):
 @pytest.mark.task("scaled_dot_product_attention")
 def test_attention_golden(student, snapshot):
     """Attention on fixed q, k, v under a causal mask matches the golden output and weights."""
-    case = strategies.AttentionCase(batch=2, heads=2, q_len=3, k_len=5, d_k=4, d_v=3, mask="causal", bias=False,
+    case = strategies.AttentionCase(lead=(2, 2), q_len=3, k_len=5, d_k=4, d_v=3, mask="causal", bias=False,
                                     dtype=torch.float32, seed=7)
     t = snapshot.inputs(**{k: v for k, v in case.tensors().items() if v is not None})
     out, weights = student.call("scaled_dot_product_attention", t["q"], t["k"], t["v"], mask=t["mask"])
@@ -118,9 +118,8 @@ def test_attention_shapes_and_masked_zeros(student, case):
     """out is (..., Tq, Dv), weights (..., Tq, Tk) in the input dtype; masked weights are exactly 0."""
     t = case.tensors()
     out, weights = student.call("scaled_dot_product_attention", t["q"], t["k"], t["v"], mask=t["mask"], bias=t["bias"])
-    b, h = case.batch, case.heads
-    checks.check_tensor(out, what="out", shape=(b, h, case.q_len, case.d_v), dtype=case.dtype)
-    checks.check_tensor(weights, what="weights", shape=(b, h, case.q_len, case.k_len), dtype=case.dtype)
+    checks.check_tensor(out, what="out", shape=(*case.lead, case.q_len, case.d_v), dtype=case.dtype)
+    checks.check_tensor(weights, what="weights", shape=(*case.lead, case.q_len, case.k_len), dtype=case.dtype)
     if t["mask"] is not None:
         masked = ~t["mask"].expand_as(weights)
         checks.assert_equal(weights[masked], torch.zeros(int(masked.sum()), dtype=case.dtype),

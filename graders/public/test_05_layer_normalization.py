@@ -161,6 +161,42 @@ def test_rmsnorm_eps_inside_the_root(student):
 
 
 @pytest.mark.points(1)
+@pytest.mark.parametrize("norm", [pytest.param(n, marks=pytest.mark.task(n)) for n in ("LayerNorm", "RMSNorm")])
+def test_norm_accepts_any_leading_dims(student, norm):
+    """forward maps (..., D) to (..., D): inputs (D,), (T, D) and (1, B, T, D) give the same rows as (B, T, D)."""
+    x = randn((2, 3, 6), seed=17, scale=2.0)
+    init = {"normalized_shape": 6} if norm == "LayerNorm" else {"d_model": 6}
+    parts = {"(2, 3, 6)": x, "(6,)": x[1, 2], "(3, 6)": x[1], "(1, 2, 3, 6)": x[None]}
+    result = student.module(norm, init, calls=[{"fn": "self.forward", "args": [part]} for part in parts.values()])
+    batched = checks.check_tensor(result.outputs[0], what=f"{norm}(x) for x of shape (2, 3, 6)", shape=(2, 3, 6))
+    for (shape, part), out, expected in zip(list(parts.items())[1:], result.outputs[1:],
+                                            (batched[1, 2], batched[1], batched[None])):
+        checks.assert_close(out, expected, tolerances.norm(torch.float32), reveal=True,
+                            what=f"{norm}(x) for x of shape {shape} against the same rows of shape (2, 3, 6)",
+                            hint="normalize over the last dim only, whatever comes before it: never unpack x.shape")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("BatchNorm")
+def test_batchnorm_accepts_any_leading_dims(student):
+    """In training, BatchNorm(4) on (B, T, 4), on its (B * T, 4) rows and on (1, B, T, 4) gives the same values: the
+    statistics run over every dim but the last."""
+    x = randn((3, 5, 4), seed=18, scale=2.0) + 1.0
+    parts = {"(3, 5, 4)": x, "(15, 4)": x.reshape(15, 4), "(1, 3, 5, 4)": x[None]}
+    outputs = []
+    for shape, part in parts.items():
+        result = student.module("BatchNorm", {"num_features": 4}, train=True,
+                                calls=[{"fn": "self.forward", "args": [part]}])
+        outputs.append(checks.check_tensor(result.output, what=f"BatchNorm(4)(x) for x of shape {shape}",
+                                           shape=tuple(part.shape)))
+    for shape, out in zip(list(parts)[1:], outputs[1:]):
+        checks.assert_close(out.reshape(3, 5, 4), outputs[0], tolerances.norm(torch.float32), reveal=True,
+                            what=f"BatchNorm(4)(x) in training for x of shape {shape} against shape (3, 5, 4)",
+                            hint="mean and variance over every dim but the last (x.reshape(-1, C)), whatever the "
+                                 "number of leading dims")
+
+
+@pytest.mark.points(1)
 @pytest.mark.task("BatchNorm")
 def test_batchnorm_training_step_golden(student, snapshot):
     """One training step of BatchNorm(4) on (3, 5, 4): the output and the updated running statistics."""

@@ -90,6 +90,13 @@ MUTANTS: list[Mutant] = [
         old="y = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)",
         new="y = h / (h.pow(2).mean(dim=-1, keepdim=True).sqrt() + self.eps)",
     ),
+    Mutant(
+        name="rmsnorm_three_dims_only",
+        tasks=('RMSNorm',),
+        description="RMSNorm unpacks B, T, D = x.shape: only 3-D input works, the handout says (..., D)",
+        old="        h = x.float() if x.dtype in HALF else x\n        y = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)",
+        new="        B, T, D = x.shape\n        h = x.float() if x.dtype in HALF else x\n        y = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)",
+    ),
     # --- BatchNorm ------------------------------------------------------------------------------
     Mutant(
         name="batchnorm_running_var_biased",
@@ -125,6 +132,13 @@ MUTANTS: list[Mutant] = [
         name="batchnorm_over_first_axis_only",
         tasks=('BatchNorm',),
         description="BatchNorm statistics over the batch axis only, not the sequence axis too",
+        old="dims = tuple(range(h.dim() - 1))  # every dim but the channels\n            count = h.numel() // h.shape[-1]",
+        new="dims = (0,)\n            count = h.shape[0]",
+    ),
+    Mutant(
+        name="batchnorm_stats_over_batch_dim_only",
+        tasks=('BatchNorm',),
+        description="BatchNorm statistics over dim 0 only: right for (B, C), wrong for (B, T, C) and (1, B, T, C)",
         old="dims = tuple(range(h.dim() - 1))  # every dim but the channels\n            count = h.numel() // h.shape[-1]",
         new="dims = (0,)\n            count = h.shape[0]",
     ),
