@@ -80,7 +80,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             banned=("torch.nn.Transformer", "torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder",
                     "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer"),
             reference_s=8.8,
-            public_points=36, hidden_points=61),
+            public_points=40, hidden_points=61),
     Chapter(2, "multi_head_attention", ("multi_head_attention",), "02_multi_head_attention.md",
             banned=("torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.softmax",
                     "torch.softmax", "torch.special.softmax", "torch.nn.Softmax", "torch.nn.MultiheadAttention",
@@ -98,7 +98,7 @@ CHAPTERS: tuple[Chapter, ...] = (
             banned=("torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm", "torch.nn.functional.batch_norm",
                     "torch.nn.LayerNorm", "torch.nn.RMSNorm", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d"),
             reference_s=3.7,
-            public_points=27, hidden_points=30),
+            public_points=30, hidden_points=30),
     Chapter(6, "training_dynamics", ("training_loop",), "06_training_dynamics.md",
             banned=("torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss",
                     "torch.nn.functional.log_softmax", "torch.log_softmax", "torch.special.log_softmax",
@@ -110,7 +110,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter(7, "capstone", ("gpt", "train_gpt"), "07_capstone.md",
             uses=("multi_head_attention", "positional_encoding", "feedforward", "normalization", "training_loop"),
             reference_s=11.8,
-            public_points=51, hidden_points=25),
+            public_points=55, hidden_points=25),
 )
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from graders import checks, strategies, tolerances
+from graders.tolerances import DROPOUT_P
 
 TASKS = ("positions", "embeddings", "masks", "EncoderLayer", "DecoderLayer", "Transformer", "EncoderOnly",
          "DecoderOnly", "count_parameters", "transformer_parameter_count")
@@ -98,6 +99,19 @@ def test_first_layer_sees_scaled_embedding_plus_positions(student):
                         what="the input of layers.0", reveal=True,
                         hint="embedding(tokens) * sqrt(d_model) + positions[:T]; the scale multiplies "
                         "the embedding only, not the positions")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("embeddings")
+def test_position_table_not_in_state_dict(student):
+    """DecoderOnly(max_seq_len=10, d_model=8) saves no (10, 8) position table: the table is not a parameter and not in
+    the state_dict (a buffer with persistent=False, or computed on the fly)."""
+    shapes = student.module("DecoderOnly", MODEL_INIT, calls=[], state_dict_shapes=True).state_dict_shapes
+    table = [MODEL_INIT["max_seq_len"], MODEL_INIT["d_model"]]
+    saved = sorted(name for name, shape in shapes.items() if shape == table)
+    if saved:
+        checks.fail(f"DecoderOnly's state_dict holds {saved} of the position table's shape {tuple(table)}: register "
+                    "the table with persistent=False (it is computed from the sizes, never trained or saved)")
 
 
 @pytest.mark.points(1)
@@ -302,29 +316,6 @@ def test_layers_refuse_indivisible_heads(student, kind):
                               what=f"{kind}(d_model=10, num_heads=4, d_ff=16)")
 
 
-DROP_P = 0.25  # not 0.5: a layer that keeps with probability p instead of 1 - p scales by 1/p, which shows
-
-
-def assert_zero_or_rescaled(got: torch.Tensor, undropped: torch.Tensor, *, what: str, hint: str) -> None:
-    """Each entry of `got` is 0 (dropped) or `undropped / (1 - DROP_P)` (kept, rescaled), and both kinds occur."""
-    got = checks.check_tensor(got, what=what, shape=tuple(undropped.shape))
-    tol = tolerances.ARCH_LAYER
-    scale = undropped.abs().clamp_min(1.0)
-    dropped = got.abs() <= tol.atol * scale
-    kept = (got - undropped / (1 - DROP_P)).abs() <= tol.atol * scale + tol.rtol * (undropped / (1 - DROP_P)).abs()
-    wrong = ~(dropped | kept)
-    if wrong.any():
-        k = int(wrong.flatten().nonzero()[0])
-        checks.fail(f"{what}: {int(wrong.sum())} of {got.numel()} entries are neither 0 (dropped) nor the undropped "
-                    f"value / (1 - p) = {1 / (1 - DROP_P):g} x undropped (kept); e.g. entry {k} is "
-                    f"{got.flatten()[k].item():.6g} where undropped is {undropped.flatten()[k].item():.6g}\n"
-                    f"  see: {hint}")
-    # 80 entries with p = 0.25: all kept or all dropped has probability below 1e-9
-    if not dropped.any() or bool(dropped.all()):
-        checks.fail(f"{what}: {int(dropped.sum())} of {got.numel()} entries were dropped with dropout={DROP_P}; "
-                    f"each entry is dropped with probability p\n  see: {hint}")
-
-
 @pytest.mark.points(1)
 @pytest.mark.parametrize("kind", [pytest.param("EncoderLayer", marks=pytest.mark.task("EncoderLayer")),
                                   pytest.param("DecoderLayer", marks=pytest.mark.task("DecoderLayer"))])
@@ -332,7 +323,7 @@ def test_layer_residuals_add_dropped_sublayer_outputs(student, kind):
     """Post-norm, dropout=0.25, training mode: what each residual adds to the stream is, entry by entry, 0 or the
     sublayer's output / 0.75 (self_attn, cross_attn, linear2, read with forward hooks); the attention modules
     are built with dropout=0.25 too."""
-    init = LAYER_INIT | {"dropout": DROP_P}
+    init = LAYER_INIT | {"dropout": DROPOUT_P}
     state = strategies.architecture_state(kind, init, seed=3, dtype=torch.float64)
     x = strategies.randn((2, 5, 8), seed=1).double()
     args = [x, strategies.randn((2, 4, 8), seed=2).double()] if kind == "DecoderLayer" else [x]
@@ -345,9 +336,9 @@ def test_layer_residuals_add_dropped_sublayer_outputs(student, kind):
                                  "store": "seen"},
                                 {"fn": "self.forward", "args": args}])
     for attr in attentions:
-        if result.attrs[attr] != DROP_P:
-            checks.fail(f"{kind}(dropout={DROP_P}): {attr.removeprefix('self.')} is {result.attrs[attr]!r}, "
-                        f"expected {DROP_P}: build nn.MultiheadAttention(d_model, num_heads, dropout=dropout, "
+        if result.attrs[attr] != DROPOUT_P:
+            checks.fail(f"{kind}(dropout={DROPOUT_P}): {attr.removeprefix('self.')} is {result.attrs[attr]!r}, "
+                        f"expected {DROPOUT_P}: build nn.MultiheadAttention(d_model, num_heads, dropout=dropout, "
                         "batch_first=True) so the attention weights are dropped too")
     seen = result.attrs["seen"]
     for name in subs + norms:
@@ -359,10 +350,59 @@ def test_layer_residuals_add_dropped_sublayer_outputs(student, kind):
         branch = branch[0] if isinstance(branch, list) else branch  # nn.MultiheadAttention returns (out, weights)
         before = x if k == 0 else seen[norms[k - 1]][0]["output"]
         added = seen[norms[k]][0]["args"][0] - before
-        assert_zero_or_rescaled(added, branch, what=f"post-norm {kind} in training mode: the input of {norms[k]} "
-                                                    f"minus the stream before {name}",
-                                hint=f"{norms[k]}(x + dropout({name}(x))): dropout acts on each sublayer's output, "
-                                     "never on the stream or on the sum")
+        checks.assert_dropped_or_scaled(
+            added, branch, DROPOUT_P, tolerances.ARCH_LAYER, reveal=True,
+            what=f"post-norm {kind} in training mode: the input of {norms[k]} minus the stream before {name}",
+            hint=f"{norms[k]}(x + dropout({name}(x))): dropout acts on each sublayer's output, never on the stream "
+                 "or on the sum")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", [pytest.param("EncoderLayer", marks=pytest.mark.task("EncoderLayer")),
+                                  pytest.param("DecoderLayer", marks=pytest.mark.task("DecoderLayer"))])
+def test_ffn_drops_its_hidden_units_in_training(student, kind):
+    """dropout=0.25, training mode: linear2's input is, entry by entry, 0 or relu(linear1's output) / 0.75:
+    ffn(x) = linear2(drop(relu(linear1(x)))) (read with forward hooks on linear1 and linear2)."""
+    init = LAYER_INIT | {"dropout": DROPOUT_P}
+    state = strategies.architecture_state(kind, init, seed=4, dtype=torch.float64)
+    x = strategies.randn((2, 5, 8), seed=5).double()
+    args = [x, strategies.randn((2, 4, 8), seed=6).double()] if kind == "DecoderLayer" else [x]
+    seen = student.module(kind, init, state_dict=state, dtype=torch.float64, train=True, attrs=("seen",), calls=[
+        {"fn": "watch", "module": "$harness", "args": [{"$obj": "self"}, ["linear1", "linear2"]], "store": "seen"},
+        {"fn": "self.forward", "args": args}]).attrs["seen"]
+    for name in ("linear1", "linear2"):
+        if len(seen[name]) != 1 or not seen[name][0]["args"]:
+            checks.fail(f"{kind}: {name} ran {len(seen[name])} times in one forward pass; it runs once, on a "
+                        "positional input")
+    checks.assert_dropped_or_scaled(
+        seen["linear2"][0]["args"][0], torch.relu(seen["linear1"][0]["output"]), DROPOUT_P, tolerances.ARCH_LAYER,
+        reveal=True, what=f"{kind} in training mode: linear2's input against relu(linear1's output)",
+        hint="ffn(x) = linear2(drop(relu(linear1(x)))): the FFN drops its hidden units too, as "
+             "nn.TransformerEncoderLayer does")
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("EncoderLayer")
+def test_causal_encoder_layer_ignores_later_positions(student):
+    """EncoderLayer(..., is_causal=True), as DecoderOnly runs it: changing positions 3 and 4 leaves outputs 0-2 as
+    they were, and the last position, which sees every key, gets the output of the layer without is_causal."""
+    state = strategies.architecture_state("EncoderLayer", LAYER_INIT, seed=8, dtype=torch.float64)
+    x = strategies.randn((2, 5, 8), seed=9).double()
+    changed = x.clone()
+    changed[:, 3:] = strategies.randn((2, 2, 8), seed=10).double()
+    outputs = student.module("EncoderLayer", LAYER_INIT, state_dict=state, dtype=torch.float64, calls=[
+        {"fn": "self.forward", "args": [x], "kwargs": {"is_causal": True}},
+        {"fn": "self.forward", "args": [changed], "kwargs": {"is_causal": True}},
+        {"fn": "self.forward", "args": [x]}]).outputs
+    causal, causal_changed, full = (checks.check_tensor(o, what="EncoderLayer output", shape=(2, 5, 8))
+                                    for o in outputs)
+    checks.assert_close(causal_changed[:, :3], causal[:, :3], tolerances.ARCH_LAYER, reveal=True,
+                        what="outputs at positions 0-2 with is_causal=True after positions 3-4 changed",
+                        hint="is_causal=True masks the keys after each query: future_mask(T) as attn_mask, with "
+                             "T = x.shape[1]")
+    checks.assert_close(causal[:, -1], full[:, -1], tolerances.ARCH_LAYER, reveal=True,
+                        what="the last position's output with is_causal=True against without",
+                        hint="the causal mask blocks only later keys: the last query sees them all")
 
 
 @pytest.mark.points(1)
@@ -371,7 +411,7 @@ def test_layer_residuals_add_dropped_sublayer_outputs(student, kind):
 def test_embedding_dropout_acts_on_the_sum_in_training(student, kind):
     """With dropout=0.25, the first layer's input in training mode is, entry by entry, 0 or its eval-mode value
     (embedding * sqrt(d_model) + positions) / 0.75: dropout on the sum, not on the embedding alone."""
-    init = MODEL_INIT | {"num_layers": 1, "dropout": DROP_P}
+    init = MODEL_INIT | {"num_layers": 1, "dropout": DROPOUT_P}
     state = strategies.architecture_state(kind, init, seed=7, dtype=torch.float64)
     call = {"fn": "self.forward", "args": [tokens((2, 5), seed=11)]}
     result = student.module(kind, init, state_dict=state, dtype=torch.float64, train=True, attrs=("seen",), calls=[
@@ -382,7 +422,8 @@ def test_embedding_dropout_acts_on_the_sum_in_training(student, kind):
         checks.fail(f"layers.0 ran {len(records)} times in two forward passes, once in each with the embedded tokens "
                     "as its first positional argument")
     trained, evaluated = (record["args"][0] for record in records)
-    assert_zero_or_rescaled(trained, evaluated, what=f"{kind}: the input of layers.0 in training mode, against your "
-                                                     "own in eval mode",
-                            hint="dropout(embedding(tokens) * sqrt(d_model) + positions[:T]) in training mode (the "
-                                 "positions are dropped with the embedding); no dropout in eval mode")
+    checks.assert_dropped_or_scaled(
+        trained, evaluated, DROPOUT_P, tolerances.ARCH_LAYER, reveal=True,
+        what=f"{kind}: the input of layers.0 in training mode, against your own in eval mode",
+        hint="dropout(embedding(tokens) * sqrt(d_model) + positions[:T]) in training mode (the positions are "
+             "dropped with the embedding); no dropout in eval mode")

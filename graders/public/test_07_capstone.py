@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from graders import checks, strategies, tolerances
+from graders.tolerances import DROPOUT_P
 from graders.submission import obj
 
 TASKS = ("GPT", "generate", "fused", "data")
@@ -69,6 +70,30 @@ def test_config_rejects_bad_arguments(student, bad):
                               what=f"GPTConfig(**{SMALL | bad})")
     checks.expect_value_error(lambda: student.run(objects={"c": {"cls": "GPTConfig", "init": SMALL}}, calls=[]),
                               what=f"GPTConfig(**{SMALL})", valid=True)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+@pytest.mark.parametrize("pos", ["learned", "alibi"])
+def test_config_accepts_odd_widths_without_rope(student, pos):
+    """An odd head_dim is refused only with rope, an odd d_model only with sinusoidal positions: GPTConfig(d_model=15,
+    n_head=5) is valid with learned positions or ALiBi."""
+    config = SMALL | {"d_model": 15, "n_head": 5, "n_kv_head": 5, "pos": pos}
+    checks.expect_value_error(lambda: student.run(objects={"c": {"cls": "GPTConfig", "init": config}}, calls=[]),
+                              what=f"GPTConfig(**{config})", valid=True)
+
+
+@pytest.mark.points(1)
+@pytest.mark.task("GPT")
+def test_position_table_not_in_state_dict(student):
+    """GPT(pos="sinusoidal") keeps its position table out of the state_dict: its keys are those of GPT(pos="alibi"),
+    which stores nothing for positions."""
+    keys = {pos: set(build(student, SMALL | {"pos": pos}, calls=[], state_dict_shapes=True).state_dict_shapes)
+            for pos in ("sinusoidal", "alibi")}
+    extra = sorted(keys["sinusoidal"] - keys["alibi"])
+    if extra:
+        checks.fail(f"GPT(pos='sinusoidal').state_dict() holds {extra}, which GPT(pos='alibi') does not: register the "
+                    "sinusoidal table with persistent=False (it is computed from the config, never trained or saved)")
 
 
 @pytest.mark.points(1)
@@ -227,36 +252,13 @@ def test_gpt_dropout_acts_in_training_mode_only(student):
         checks.fail("GPT(dropout=0.25) in training mode gives the dropout-free logits: apply config.dropout")
 
 
-DROP_P = 0.25  # not 0.5: keeping with probability p instead of 1 - p scales by 1/p, which shows
-
-
-def assert_zero_or_rescaled(got: torch.Tensor, undropped: torch.Tensor, *, what: str, hint: str) -> None:
-    """Each entry of `got` is 0 (dropped) or `undropped / (1 - DROP_P)` (kept, rescaled), and both kinds occur."""
-    got = checks.check_tensor(got, what=what, shape=tuple(undropped.shape))
-    tol = tolerances.ARCH_LAYER
-    scale = undropped.abs().clamp_min(1.0)
-    dropped = got.abs() <= tol.atol * scale
-    kept = (got - undropped / (1 - DROP_P)).abs() <= tol.atol * scale + tol.rtol * (undropped / (1 - DROP_P)).abs()
-    wrong = ~(dropped | kept)
-    if wrong.any():
-        k = int(wrong.flatten().nonzero()[0])
-        checks.fail(f"{what}: {int(wrong.sum())} of {got.numel()} entries are neither 0 (dropped) nor "
-                    f"{1 / (1 - DROP_P):g} x the undropped value (kept, scaled by 1 / (1 - p)); e.g. entry {k} is "
-                    f"{got.flatten()[k].item():.6g} where undropped is {undropped.flatten()[k].item():.6g}\n"
-                    f"  see: {hint}")
-    # >= 192 entries with p = 0.25: all kept or all dropped has probability below 1e-20
-    if not dropped.any() or bool(dropped.all()):
-        checks.fail(f"{what}: {int(dropped.sum())} of {got.numel()} entries were dropped with dropout={DROP_P}; "
-                    f"each entry is dropped with probability p\n  see: {hint}")
-
-
 def dropout_hooks(student) -> dict[str, list]:
     """GPT(SMALL, dropout=0.25) run on fixed tokens in training mode, then in eval mode, with forward hooks on the
     first block, its attention, its ffn_norm, its FFN and the FFN's down projection w2."""
     state = random_weights(student, SMALL, seed=24)
     idx = torch.randint(0, 11, (2, 6), generator=strategies.generator(25))
     names = ["blocks.0", "blocks.0.attn", "blocks.0.ffn_norm", "blocks.0.ffn", "blocks.0.ffn.w2"]
-    seen = build(student, SMALL | {"dropout": DROP_P}, state=state, train=True, attrs=("seen",), calls=[
+    seen = build(student, SMALL | {"dropout": DROPOUT_P}, state=state, train=True, attrs=("seen",), calls=[
         {"fn": "watch", "module": "$harness", "args": [obj("self"), names], "store": "seen"},
         {"fn": "self.forward", "args": [idx]}, {"fn": "self.eval", "discard": True},
         {"fn": "self.forward", "args": [idx]}]).attrs["seen"]
@@ -277,9 +279,9 @@ def test_embeddings_are_dropped_before_the_first_block(student):
     / 0.75 (read with a forward hook on blocks.0)."""
     seen = dropout_hooks(student)
     trained, evaluated = (record["args"][0] for record in seen["blocks.0"])
-    assert_zero_or_rescaled(trained, evaluated, what="the input of blocks.0 in training mode, against yours in "
-                                                     "eval mode",
-                            hint="x = dropout(embedding(idx) (+ positions)) before the first block")
+    checks.assert_dropped_or_scaled(trained, evaluated, DROPOUT_P, tolerances.ARCH_LAYER, reveal=True,
+                                    what="the input of blocks.0 in training mode, against yours in eval mode",
+                                    hint="x = dropout(embedding(idx) (+ positions)) before the first block")
 
 
 @pytest.mark.points(1)
@@ -292,14 +294,16 @@ def test_block_drops_attention_output_and_ffn_drops_its_own(student):
     mid = seen["blocks.0.ffn_norm"][0]["args"][0]
     attended = seen["blocks.0.attn"][0]["output"]
     attended = attended[0] if isinstance(attended, list) else attended  # MultiHeadAttention returns (out, weights)
-    assert_zero_or_rescaled(mid - x, attended, what="what the attention residual adds to the stream in training mode "
-                                                    "(ffn_norm's input minus the block's input)",
-                            hint="x = x + dropout(attn(attn_norm(x))[0]): the attention's output is dropped, never x "
-                                 "or the sum")
+    checks.assert_dropped_or_scaled(mid - x, attended, DROPOUT_P, tolerances.ARCH_LAYER, reveal=True,
+                                    what="what the attention residual adds to the stream in training mode "
+                                         "(ffn_norm's input minus the block's input)",
+                                    hint="x = x + dropout(attn(attn_norm(x))[0]): the attention's output is dropped, "
+                                         "never x or the sum")
     ffn_out = seen["blocks.0.ffn"][0]["output"]
-    assert_zero_or_rescaled(ffn_out, seen["blocks.0.ffn.w2"][0]["output"],
-                            what="the FFN's output in training mode, against its down projection w2's",
-                            hint="build_ffn passes dropout=config.dropout: the FFN drops its output after w2")
+    checks.assert_dropped_or_scaled(ffn_out, seen["blocks.0.ffn.w2"][0]["output"], DROPOUT_P,
+                                    tolerances.ARCH_LAYER, reveal=True,
+                                    what="the FFN's output in training mode, against its down projection w2's",
+                                    hint="build_ffn passes dropout=config.dropout: the FFN drops its output after w2")
     checks.assert_close(seen["blocks.0"][0]["output"] - mid, ffn_out, tolerances.ARCH_LAYER, reveal=True,
                         what="what the FFN residual adds to the stream in training mode, against the FFN's output",
                         hint="x + ffn(ffn_norm(x)): the FFN drops its own output, the block adds it as it is")
@@ -312,13 +316,13 @@ def test_attention_weights_are_dropped_in_training(student):
     which some are exactly 0 (no mask is passed, so only dropout can zero a softmax weight)."""
     state = random_weights(student, SMALL, seed=24)
     x = torch.ones(2, 6, 16, dtype=torch.float64)
-    attention = build(student, SMALL | {"dropout": DROP_P}, state=state, train=True, calls=[
+    attention = build(student, SMALL | {"dropout": DROPOUT_P}, state=state, train=True, calls=[
         {"fn": "self.blocks.0.attn.forward", "args": [x], "kwargs": {"need_weights": True}}]).output
     weights = attention[1] if isinstance(attention, (tuple, list)) and len(attention) == 2 else None
     weights = checks.check_tensor(weights, what="blocks.0.attn(x, need_weights=True) weights in training mode",
                                   shape=(2, 4, 6, 6))
     if not bool((weights == 0).any()):
-        checks.fail(f"blocks.0.attn with dropout={DROP_P} in training mode dropped none of its {weights.numel()} "
+        checks.fail(f"blocks.0.attn with dropout={DROPOUT_P} in training mode dropped none of its {weights.numel()} "
                     "attention weights: give attn's MultiHeadAttention the config's dropout rate")
 
 
@@ -380,19 +384,25 @@ def test_cached_decoding_equals_one_full_pass(student, pos):
                         "their position rows, their rotation, their causal mask and ALiBi's bias all start at L")
 
 
+def greedy_and_sampled(student, sampling: dict, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """generate(prompt, 4) on (3, 2) prompt tokens with random weights: greedily (temperature=0), then sampled
+    with the keyword arguments `sampling` and a seeded generator; the greedy tokens checked for shape."""
+    state = random_weights(student, SMALL, seed=seed)
+    prompt = torch.randint(0, 11, (3, 2), generator=strategies.generator(seed + 1))
+    result = build(student, SMALL, state=state, objects={"gen": {"cls": "generator", "module": "$harness",
+                                                                 "init": {"seed": 0}}},
+                   calls=[{"fn": "self.generate", "args": [prompt, 4], "kwargs": {"temperature": 0.0}},
+                          {"fn": "self.generate", "args": [prompt, 4], "kwargs": sampling | {"generator": obj("gen")}}])
+    greedy = checks.check_tensor(result.outputs[0], what="generate(temperature=0)", shape=(3, 6))
+    return greedy, result.outputs[1]
+
+
 @pytest.mark.points(1)
 @pytest.mark.task("generate")
 def test_low_temperature_sampling_is_greedy(student):
     """Sampling at temperature 1e-3 divides the logits by it before the softmax: it picks the largest logit."""
-    state = random_weights(student, SMALL, seed=18)
-    prompt = torch.randint(0, 11, (3, 2), generator=strategies.generator(19))
-    result = build(student, SMALL, state=state, objects={"gen": {"cls": "generator", "module": "$harness",
-                                                                 "init": {"seed": 0}}},
-                   calls=[{"fn": "self.generate", "args": [prompt, 4], "kwargs": {"temperature": 0.0}},
-                          {"fn": "self.generate", "args": [prompt, 4],
-                           "kwargs": {"temperature": 1e-3, "generator": obj("gen")}}])
-    greedy = checks.check_tensor(result.outputs[0], what="generate(temperature=0)", shape=(3, 6))
-    checks.assert_equal(result.outputs[1], greedy, what="generate(temperature=1e-3) vs generate(temperature=0)",
+    greedy, sampled = greedy_and_sampled(student, {"temperature": 1e-3}, seed=18)
+    checks.assert_equal(sampled, greedy, what="generate(temperature=1e-3) vs generate(temperature=0)",
                         reveal=True, hint="divide the logits (not the probabilities) by the temperature")
 
 
@@ -410,15 +420,8 @@ def test_sampling_refuses_bad_arguments(student, bad):
 @pytest.mark.task("generate")
 def test_top_k_one_is_greedy(student):
     """Sampling with top_k=1 at temperature 1 always picks the largest logit: it equals temperature=0."""
-    state = random_weights(student, SMALL, seed=7)
-    prompt = torch.randint(0, 11, (3, 2), generator=strategies.generator(8))
-    result = build(student, SMALL, state=state, objects={"gen": {"cls": "generator", "module": "$harness",
-                                                                 "init": {"seed": 0}}},
-                   calls=[{"fn": "self.generate", "args": [prompt, 4], "kwargs": {"temperature": 0.0}},
-                          {"fn": "self.generate", "args": [prompt, 4],
-                           "kwargs": {"temperature": 1.0, "top_k": 1, "generator": obj("gen")}}])
-    greedy = checks.check_tensor(result.outputs[0], what="generate(temperature=0)", shape=(3, 6))
-    checks.assert_equal(result.outputs[1], greedy, what="generate(top_k=1) vs generate(temperature=0)", reveal=True,
+    greedy, sampled = greedy_and_sampled(student, {"temperature": 1.0, "top_k": 1}, seed=7)
+    checks.assert_equal(sampled, greedy, what="generate(top_k=1) vs generate(temperature=0)", reveal=True,
                         hint="top_k keeps the k largest logits and sets the others to -inf before the softmax")
 
 
@@ -468,6 +471,64 @@ def test_fused_cached_decoding_equals_one_full_pass(student, pos):
                         "... with L = the cache's length")
 
 
+@pytest.mark.points(1)
+@pytest.mark.task("fused")
+def test_fused_attention_drops_its_weights_in_training_only(student):
+    """GPT(dropout=0.25, fused_attention=True) with blocks.0's q_proj zeroed, so each query attends uniformly to its
+    t + 1 keys: in eval mode head h at query t returns the mean of its t + 1 values; in training mode the sum of the
+    values of the weights it kept over (t + 1)(1 - p), about a share p dropped (hooks on v_proj and out_proj)."""
+    state = random_weights(student, SMALL, seed=26)
+    state["blocks.0.attn.q_proj.weight"] = torch.zeros_like(state["blocks.0.attn.q_proj.weight"])
+    idx = torch.randint(0, 11, (4, 6), generator=strategies.generator(27))
+    names = ["blocks.0.attn.v_proj", "blocks.0.attn.out_proj"]
+    seen = build(student, SMALL | {"dropout": DROPOUT_P, "fused_attention": True}, state=state, train=True,
+                 attrs=("seen",), calls=[
+                     {"fn": "watch", "module": "$harness", "args": [obj("self"), names], "store": "seen"},
+                     {"fn": "self.forward", "args": [idx]}, {"fn": "self.eval", "discard": True},
+                     {"fn": "self.forward", "args": [idx]}]).attrs["seen"]
+    for name in names:
+        if len(seen[name]) != 2 or not all(record["args"] for record in seen[name]):
+            checks.fail(f"{name} ran {len(seen[name])} times in two forward passes with fused_attention=True; "
+                        "fused_attention projects with attn's own v_proj and out_proj, once per pass")
+    b, t, heads, kv_heads = 4, 6, SMALL["n_head"], SMALL["n_kv_head"]
+    dh = SMALL["d_model"] // heads
+    values = [checks.check_tensor(record["output"], what="v_proj's output", shape=(b, t, kv_heads * dh))
+              .reshape(b, t, kv_heads, dh).repeat_interleave(heads // kv_heads, dim=2)
+              for record in seen["blocks.0.attn.v_proj"]]  # (B, T, H, Dh): query head h reads kv head h // R
+    merged = [checks.check_tensor(record["args"][0], what="out_proj's input (the merged heads)", shape=(b, t, 16))
+              .reshape(b, t, heads, dh) for record in seen["blocks.0.attn.out_proj"]]
+    keys = torch.arange(1, t + 1, dtype=torch.float64)[None, :, None, None]  # query t sees t + 1 keys
+    checks.assert_close(merged[1], values[1].cumsum(dim=1) / keys, tolerances.ARCH_LAYER, reveal=True,
+                        what="eval mode: each head's output against the mean of its causal values",
+                        hint="dropout_p=config.dropout only in training mode: dropout_p = 0.0 when not attn.training")
+    tol, dropped, n = tolerances.ARCH_LAYER, 0, 0
+    undropped = values[0].cumsum(dim=1) / keys
+    if ((merged[0] - undropped).abs() <= tol.atol + tol.rtol * undropped.abs()).all():
+        checks.fail("training mode: every head's output is the plain mean of its values, as in eval mode: no "
+                    f"attention weight was dropped with dropout={DROPOUT_P}\n  see: pass dropout_p=config.dropout "
+                    "(when attn.training) to F.scaled_dot_product_attention")
+    for q in range(t):
+        subsets = torch.tensor([[(k >> s) & 1 for s in range(q + 1)] for k in range(2 ** (q + 1))],
+                               dtype=torch.float64)  # (K, q + 1): every choice of kept keys
+        sums = torch.einsum("ks,bshd->bkhd", subsets, values[0][:, :q + 1])  # (B, K, H, Dh)
+        target = merged[0][:, q] * (q + 1) * (1 - DROPOUT_P)  # (B, H, Dh): the kept values' sum, if dropout is right
+        allowed = tol.atol * values[0].abs().amax().clamp_min(1.0) * (q + 1) + tol.rtol * target.abs()[:, None]
+        error = ((sums - target[:, None]).abs() - allowed).amax(dim=-1)  # (B, K, H): <= 0 where that choice fits
+        best = error.argmin(dim=1)  # (B, H)
+        if (error.amin(dim=1) > 0).any():
+            bad = tuple(int(i) for i in (error.amin(dim=1) > 0).nonzero()[0])
+            checks.fail(f"training mode: head {bad[1]} of sequence {bad[0]} at query {q} returned "
+                        f"{[round(v, 4) for v in merged[0][bad[0], q, bad[1]].tolist()]}, which is no choice of its "
+                        f"{q + 1} uniform weights kept and scaled by 1 / (1 - p) times the values\n  see: pass "
+                        "dropout_p to F.scaled_dot_product_attention, which drops the attention weights; no "
+                        "F.dropout on its output")
+        dropped += int((q + 1 - subsets.sum(dim=1)[best]).sum())
+        n += (q + 1) * b * heads
+    if abs(dropped - n * DROPOUT_P) > tolerances.DROPOUT_SIGMAS * (n * DROPOUT_P * (1 - DROPOUT_P)) ** 0.5 + 1:
+        checks.fail(f"training mode: {dropped} of {n} attention weights were dropped with dropout={DROPOUT_P}, "
+                    f"about {n * DROPOUT_P:.0f} expected\n  see: dropout_p=config.dropout if attn.training else 0.0")
+
+
 # --- data ---------------------------------------------------------------------------------------
 
 TOKENIZER = {"tok": {"cls": "CharTokenizer.from_text", "module": "train_gpt", "init": {"text": "hello world"}}}
@@ -490,10 +551,15 @@ def test_tokenizer_example(student):
 @pytest.mark.points(1)
 @pytest.mark.task("data")
 def test_tokenizer_rejects_unknown_character(student):
-    """encode raises ValueError for a character outside the vocabulary."""
-    checks.expect_value_error(lambda: student.run(module="train_gpt", objects=TOKENIZER,
-                                                  calls=[{"fn": "tok.encode", "args": ["hello!"]}]),
-                              what="CharTokenizer.from_text('hello world').encode('hello!')")
+    """encode raises ValueError for a character outside the vocabulary, naming it ('!') and its position (5)."""
+    what = "CharTokenizer.from_text('hello world').encode('hello!')"
+    call = lambda: student.run(module="train_gpt", objects=TOKENIZER,  # noqa: E731
+                               calls=[{"fn": "tok.encode", "args": ["hello!"]}])
+    checks.expect_value_error(call, what=what)
+    detail = checks.raised(call).detail
+    if "'!'" not in detail or "5" not in detail:
+        checks.fail(f"{what} raised ValueError({detail!r}); the message should name the character '!' (its repr) "
+                    "and its position 5")
 
 
 @pytest.mark.points(1)

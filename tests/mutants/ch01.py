@@ -261,6 +261,32 @@ MUTANTS: list[Mutant] = [
         old="return self.embedding_dropout(scaled + self.positions[:length])  # (B, T, D)",
         new="return self.embedding_dropout(scaled) + self.positions[:length]  # (B, T, D)",
     ),
+    Mutant(
+        name="dropout_only_on_sublayer_outputs",
+        tasks=("EncoderLayer", "DecoderLayer"),
+        description="no dropout inside the FFN (the paper drops only each sublayer's output; the handout's "
+                    "ffn(x) = linear2(drop(relu(linear1(x)))) drops the hidden units too)",
+        old="hidden = self.dropout(torch.relu(self.linear1(h)))  # (B, T, F)",
+        new="hidden = torch.relu(self.linear1(h))  # (B, T, F)",
+        also=(("widened = self.dropout(torch.relu(self.linear1(h)))  # (B, T, F)",
+               "widened = torch.relu(self.linear1(h))  # (B, T, F)"),),
+    ),
+    Mutant(
+        name="positions_in_state_dict",
+        tasks=("embeddings",),
+        description="the position table is a persistent buffer under a name of the student's own (the "
+                    "handout keeps it out of the state_dict)",
+        old='self.register_buffer("positions", sinusoidal_positions(max_seq_len, d_model), persistent=False)  # (P, D)',
+        new='self.register_buffer("pe", sinusoidal_positions(max_seq_len, d_model))  # (P, D)',
+        also=(("scaled + self.positions[:length]", "scaled + self.pe[:length]"),),
+    ),
+    Mutant(
+        name="encoder_layer_ignores_is_causal",
+        tasks=("EncoderLayer",),
+        description="EncoderLayer never builds the causal mask: is_causal=True attends to later positions",
+        old="blocked = future_mask(x.shape[1], x.device) if is_causal else None  # (T, T) or None",
+        new="blocked = None  # (T, T) or None",
+    ),
 ]
 
 VALID_VARIANTS: list[Mutant] = [
@@ -272,13 +298,6 @@ VALID_VARIANTS: list[Mutant] = [
         also=(("return self.embedding_dropout(scaled + self.positions[:length])  # (B, T, D)",
                "table = sinusoidal_positions(length, self.d_model).to(device=scaled.device, dtype=scaled.dtype)\n"
                "        return self.embedding_dropout(scaled + table)  # (B, T, D)"),),
-    ),
-    Mutant(
-        name="positions_in_state_dict",
-        description="the position table is a persistent buffer under a name of the student's own",
-        old='self.register_buffer("positions", sinusoidal_positions(max_seq_len, d_model), persistent=False)  # (P, D)',
-        new='self.register_buffer("pe", sinusoidal_positions(max_seq_len, d_model))  # (P, D)',
-        also=(("scaled + self.positions[:length]", "scaled + self.pe[:length]"),),
     ),
     Mutant(
         name="tied_by_shared_parameter",
@@ -299,12 +318,6 @@ VALID_VARIANTS: list[Mutant] = [
         description="the tied logits with F.linear",
         old="return h @ self.embedding.weight.T  # (B, T, V)",
         new="return torch.nn.functional.linear(h, self.embedding.weight)  # (B, T, V)",
-    ),
-    Mutant(
-        name="dropout_only_on_sublayer_outputs",
-        description="no dropout inside the FFN (the paper drops only each sublayer's output)",
-        old="hidden = self.dropout(torch.relu(self.linear1(h)))  # (B, T, F)",
-        new="hidden = torch.relu(self.linear1(h))  # (B, T, F)",
     ),
     Mutant(
         name="causal_hint_with_mask",

@@ -177,6 +177,32 @@ MUTANTS: list[Mutant] = [
         also=(("v = v.repeat_interleave(h // h_kv, dim=1)  # (B, H, S, Dh)", "v = v.repeat(1, h // h_kv, 1, 1)  # (B, H, S, Dh)"),),
     ),
     Mutant(
+        name="fused_dropout_in_eval_too",
+        tasks=("fused",),
+        description="the fused path passes dropout_p=config.dropout whatever the mode",
+        old="dropout_p = config.dropout if attn.training else 0.0",
+        new="dropout_p = config.dropout",
+    ),
+    Mutant(
+        name="fused_dropout_on_the_output",
+        tasks=("fused",),
+        description="the fused path drops entries of SDPA's output instead of the attention weights",
+        old="    out = out.transpose(1, 2).reshape(b, t, h * dh)  # (B, T, D)\n    return attn.out_proj(out)",
+        new="    out = F.dropout(out, dropout_p)\n    out = out.transpose(1, 2).reshape(b, t, h * dh)  # (B, T, D)\n"
+            "    return attn.out_proj(out)",
+        also=(("out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)",
+               "out = F.scaled_dot_product_attention(q, k, v, is_causal=True)"),
+              ("out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)",
+               "out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)")),
+    ),
+    Mutant(
+        name="fused_without_dropout",
+        tasks=("fused",),
+        description="the fused path never drops attention weights, in training either",
+        old="dropout_p = config.dropout if attn.training else 0.0",
+        new="dropout_p = 0.0",
+    ),
+    Mutant(
         name="fused_alibi_dropped",
         tasks=("fused",),
         description="the fused path ignores ALiBi's bias",
@@ -234,6 +260,20 @@ MUTANTS: list[Mutant] = [
         description="the model's embedding dropout ignores self.training (F.dropout(x, p) in eval mode too)",
         old="        x = self.dropout(x)  # (B, T, D)\n",
         new="        x = F.dropout(x, self.config.dropout)  # (B, T, D)\n",
+    ),
+    Mutant(
+        name="config_odd_head_dim_refused_for_every_pos",
+        tasks=("GPT",),
+        description="GPTConfig refuses an odd head_dim whatever pos is (only RoPE needs pairs)",
+        old='if self.pos == "rope" and self.head_dim % 2 != 0:',
+        new='if self.head_dim % 2 != 0:',
+    ),
+    Mutant(
+        name="position_table_persistent",
+        tasks=("GPT",),
+        description="the sinusoidal table is a persistent buffer: it lands in the state_dict",
+        old='self.register_buffer("position_table", table, persistent=False)',
+        new='self.register_buffer("position_table", table)',
     ),
 ]
 

@@ -49,6 +49,8 @@ TASK_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
         "future_mask": ("masks",),
         "check_heads": ("EncoderLayer", "DecoderLayer", "Transformer"),
         "TokenModel": ("embeddings",),
+        # embed's dropout is checked on the models' first layer (their tasks), not by an embeddings test
+        "TokenModel.embed": ("embeddings", "EncoderOnly", "DecoderOnly"),
     },
     "training_loop": {
         "cosine_schedule": ("schedules",),
