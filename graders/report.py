@@ -89,8 +89,11 @@ def sandbox_entry(sandbox: dict) -> dict:
 
 
 def gradescope_json(grade: dict, execution_time: float) -> dict:
-    """The Gradescope autograder's `results.json` (no top-level max_score in its spec)."""
-    tests = []
+    """The Gradescope autograder's `results.json` (no top-level max_score in its spec). Its
+    top-level `output`, which Gradescope shows the student at once, gives each chapter's public
+    score and only the size of its hidden share: the hidden tests are `after_published`, so their
+    score waits for the instructor to publish, as each of their results does."""
+    tests, lines = [], []
     for chapter in grade["chapters"]:
         number = chapters.find(chapter["id"]).number
         for test in chapter["tests"]:
@@ -102,7 +105,14 @@ def gradescope_json(grade: dict, execution_time: float) -> dict:
                 "output": test["message"] if test["status"] != "passed" else "",
                 "visibility": GRADESCOPE_VISIBILITY[test["visibility"]],
             })
-    return {"score": grade["score"], "execution_time": round(execution_time, 3), "tests": tests}
+        public, hidden = chapter["public"], chapter["hidden"]
+        line = f"{number:02d} {chapter['id']}: {public['score']:g}/{public['max_score']:g} public"
+        if hidden["max_score"]:
+            line += (f"; {hidden['max_score']:g} more points in hidden tests, shown when your instructor publishes "
+                     "the grades")
+        lines.append(line)
+    return {"score": grade["score"], "execution_time": round(execution_time, 3), "output": "\n".join(lines),
+            "tests": tests}
 
 
 def write_json(path: Path, data: dict) -> None:

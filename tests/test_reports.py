@@ -30,6 +30,11 @@ def test_gradescope_results_and_chapter_by_number(tmp_path):
     assert "multi_head_attention" in result.stdout and "0 / " in result.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     assert "max_score" not in results  # the Gradescope spec has none at the top level
+    # shown at once: the public score and the hidden share's size, never its score before publication
+    public = sum(t["max_score"] for t in results["tests"] if t["visibility"] == "visible")
+    hidden = sum(t["max_score"] for t in results["tests"] if t["visibility"] == "after_published")
+    assert results["output"] == (f"02 multi_head_attention: 0/{public:g} public; {hidden:g} more points in hidden "
+                                 "tests, shown when your instructor publishes the grades")
     assert results["score"] == 0 and results["execution_time"] > 0
     assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
     assert {t["status"] for t in results["tests"]} <= {"passed", "failed"}
