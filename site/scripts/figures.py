@@ -31,7 +31,15 @@ The chapter 06 figures draw the reference's two learning-rate schedules, the num
 of mixed precision (with the gradients of the experiment's model at initialisation), the
 scaling laws from the reference's ``chinchilla_loss``, ``kaplan_loss``, ``compute_optimal``
 and ``training_flops`` (nothing is trained), and the warm-up experiment's plot and table from
-``site/scripts/experiment_training.py``.
+``site/scripts/experiment_training.py``. The chapter 07 figures draw the capstone GPT from the
+recorded ``cpu-tiny`` run's configuration (built on the ``meta`` device) and that run's loss
+curves.
+
+Sizes: every figure drawn here is at most the reading column's width, with no text under
+READABLE_PT, so its text is shown at READABLE_PT CSS px or more (see COLUMN_PX). Every PNG is
+written to a temporary name and moved into place, so a site build running meanwhile never reads
+half a figure; the smallest text of each (in the PNG's pixels) goes to ``text_sizes.json``,
+which the browser test scales by the size the page shows the image at.
 
 Structure: one function per figure, each returning the path it wrote (or the paths, when it
 also writes a table that a page includes); ``FIGURES`` lists them in the order of the pages;
@@ -42,6 +50,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +59,9 @@ import matplotlib
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, Rectangle
+from matplotlib.text import Text
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
 OUT = ROOT / "site" / "docs" / "figures"
@@ -67,6 +78,7 @@ import capstone_results  # noqa: E402  (chapter 07: the recorded cpu-tiny run, c
 from experiment_positional import plot_results, table_markdown  # noqa: E402
 from feedforward import (FeedForward, feedforward_parameter_count, gelu, relu, silu,  # noqa: E402
                          swiglu_hidden_dim, swiglu_parameter_count)
+from gpt import GPT, GPTConfig  # noqa: E402  (chapter 07: the capstone model, drawn from its config)
 from multi_head_attention import MultiHeadAttention, causal_mask, softmax  # noqa: E402
 from normalization import ResidualBlock  # noqa: E402
 from positional_encoding import RotaryEmbedding, alibi_bias, alibi_slopes, sinusoidal_encoding  # noqa: E402
@@ -79,19 +91,93 @@ from graders import bench  # noqa: E402  (chapter 05's benchmark table)
 from graders.viz import attention_weights, plot_attention_heads  # noqa: E402
 
 SEED = 0
-DPI = 110
+# Every figure is read in Material's content column, COLUMN_PX CSS px wide at a desktop width
+# (both sidebars shown), and an image wider than the column is scaled down to it. A figure at
+# most COLUMN_INCHES wide is therefore shown at 72 CSS px per inch or more, so a font size in
+# points is at least its size on screen in CSS px: figures.py draws every figure at most that
+# wide and no text under READABLE_PT (``_save`` refuses one that breaks either rule).
+COLUMN_PX = 688
+COLUMN_INCHES = COLUMN_PX / 72
+READABLE_PT = 11
+TEXT, TITLE, SUPTITLE = READABLE_PT, 12, 13  # labels and annotations; axes titles; figure titles
+DPI = 144  # twice the column's 72 px per inch: sharp on high-density screens and when zoomed
+STYLE = {"font.size": TEXT, "axes.titlesize": TITLE, "axes.labelsize": TEXT, "xtick.labelsize": TEXT,
+         "ytick.labelsize": TEXT, "legend.fontsize": TEXT, "legend.title_fontsize": TEXT,
+         "figure.titlesize": SUPTITLE, "svg.hashsalt": "figures", "savefig.facecolor": "white"}
+# The smallest text of every PNG written, in pixels of the PNG, and the floor in CSS px: the
+# browser test (tests/test_site.py) scales the first by how large the page shows the image.
+TEXT_SIZES = "text_sizes.json"
 # One palette for every figure: matplotlib's default colour cycle, named once.
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
+_smallest_text_px: dict[str, float] = {}  # PNG name -> smallest text drawn in it (pixels of the PNG)
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> Path:
+    """Have ``write`` write a temporary file beside ``path``, then move it onto ``path`` in one
+    step: other processes may build the site from this folder meanwhile, and must never read a
+    half-written figure or table. Returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")  # mkdocs skips dot files
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Write a generated table (or other text) to ``path``, replacing it in one step."""
+    return _replace(path, lambda temporary: temporary.write_text(text))
+
+
+def _drawn(path: Path, draw: Callable[[Path], object]) -> Path:
+    """Have ``draw`` save one figure to ``path`` (through ``_replace``) and record the size of the
+    smallest text it drew. Figures drawn by the experiment scripts are saved inside them, out of
+    reach of ``_save``: the record is taken at matplotlib's ``Text.draw``, the same for every
+    figure, in pixels of the saved image (the renderer's DPI)."""
+    sizes: list[float] = []
+    original = Text.draw
+
+    def recording(text: Text, renderer) -> None:
+        if text.get_visible() and text.get_text().strip():
+            sizes.append(renderer.points_to_pixels(text.get_fontsize()))
+        original(text, renderer)
+
+    Text.draw = recording
+    try:
+        _replace(path, draw)
+    finally:
+        Text.draw = original
+    _smallest_text_px[path.name] = round(min(sizes), 2)
+    return path
+
+
+def _figure(height: float, width: float = COLUMN_INCHES, **kwargs) -> Figure:
+    """A constrained-layout Figure ``width`` x ``height`` inches (the column's width by default)."""
+    return Figure(figsize=(width, height), layout="constrained", **kwargs)
+
 
 def _save(fig: Figure, name: str) -> Path:
-    """Write ``fig`` as ``OUT/name.png`` with no version-dependent metadata; return the path."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.png"
+    """Write ``fig`` as ``OUT/name.png`` with no version-dependent metadata; return the path.
+    Refuses a figure wider than the column or with text under READABLE_PT: it would be shown
+    with text smaller than READABLE_PT CSS px."""
+    if fig.get_figwidth() > COLUMN_INCHES + 1e-6:
+        raise ValueError(f"{name}: {fig.get_figwidth():.2f} inches wide, the column holds {COLUMN_INCHES:.2f}")
     # "Software" would record the matplotlib version; without it the bytes depend only on
     # the drawing (and the installed renderer).
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    path = _drawn(OUT / f"{name}.png", lambda to: fig.savefig(to, format="png", dpi=DPI, metadata={"Software": None}))
+    smallest = _smallest_text_px[path.name] * 72 / DPI
+    if smallest < READABLE_PT - 1e-6:
+        raise ValueError(f"{name}: text of {smallest:g} pt, under READABLE_PT = {READABLE_PT}")
     return path
+
+
+def _write_text_sizes() -> Path:
+    """Write TEXT_SIZES: the floor in CSS px and each PNG's smallest text in its own pixels."""
+    record = {"floor_px": READABLE_PT, "smallest_text_px": dict(sorted(_smallest_text_px.items()))}
+    return _write_text(OUT / TEXT_SIZES, json.dumps(record, indent=1) + "\n")
 
 
 # Block diagrams (chapters 01 and 05) are drawn from these: one fill colour per kind of part
@@ -103,7 +189,7 @@ def _box(ax, x: float, y: float, text: str, color: str, width: float = 1.5, heig
     """A rounded box of ``width`` x ``height`` centred on (x, y), labelled ``text``."""
     ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.05", fc=color,
                                 ec="black", lw=0.8))
-    ax.text(x, y, text, ha="center", va="center", fontsize=9)
+    ax.text(x, y, text, ha="center", va="center", fontsize=TEXT)
 
 
 def _arrow(ax, start: tuple[float, float], end: tuple[float, float], color: str = "black") -> None:
@@ -131,7 +217,7 @@ def architecture() -> Path:
     is the key and value of every decoder layer's cross-attention. Drawn with patches only; no
     model is run.
     """
-    fig = Figure(figsize=(10.5, 9.6), layout="constrained")
+    fig = _figure(9.6)
     ax = fig.subplots()
     ax.set_xlim(0, 14)
     ax.set_ylim(0, 15.4)
@@ -144,7 +230,7 @@ def architecture() -> Path:
         stack's output leaves its last box."""
         ax.add_patch(FancyBboxPatch((x - 2.4, 3.2), 4.8, top - 3.2, boxstyle="round,pad=0.1", fc="#f4f4f4",
                                     ec="gray", lw=1.0))
-        ax.text(x - 2.35, top + 0.2, label, ha="left", va="bottom", fontsize=10, weight="bold")
+        ax.text(x - 2.35, top + 0.2, label, ha="left", va="bottom", fontsize=TITLE, weight="bold")
         previous = 2.85  # the "+" of the positions
         for y, text, fill in boxes:
             _arrow(ax, (x, previous), (x, y - h / 2 - 0.05))
@@ -156,7 +242,7 @@ def architecture() -> Path:
 
     for x, tokens, shape in [(enc, "source tokens src  (B, S)", "(B, S, D)"),
                              (dec, "target tokens tgt  (B, T)", "(B, T, D)")]:
-        ax.text(x, 0.35, tokens, ha="center", va="center", fontsize=9)
+        ax.text(x, 0.35, tokens, ha="center", va="center", fontsize=TEXT)
         _arrow(ax, (x, 0.6), (x, 1.5 - h / 2 - 0.05))
         _box(ax, x, 1.5, "token embedding E,  \u00d7 \u221aD", EMBEDDING_FILL, width=width, height=h)
         _arrow(ax, (x, 1.5 + h / 2 + 0.05), (x, 2.35))
@@ -164,11 +250,11 @@ def architecture() -> Path:
                 bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="black"))
         side = -1 if x == enc else 1
         ax.text(x + side * 0.45, 2.6, "sinusoidal\npositions", ha="right" if side < 0 else "left", va="center",
-                fontsize=8)
-        ax.text(x - side * 0.45, 2.6, shape, ha="left" if side < 0 else "right", va="center", fontsize=8,
+                fontsize=TEXT)
+        ax.text(x - side * 0.45, 2.6, shape, ha="left" if side < 0 else "right", va="center", fontsize=TEXT,
                 color="gray")
 
-    top = stack(enc, 8.0, "encoder layer \u00d7 L", [
+    top = stack(enc, 8.0, "encoder \u00d7 L", [
         (3.95, "self-attention, padding mask", ATTENTION_FILL),
         (4.95, "add & norm", NORM_FILL),
         (6.15, "feed-forward (ReLU)", FFN_FILL),
@@ -177,9 +263,9 @@ def architecture() -> Path:
     _arrow(ax, (enc, top), (enc, 8.75))
     ax.plot(enc, 8.8, "o", color="black", ms=4)
     ax.text(enc, 9.05, "memory  (B, S, D): the keys and values\nof every decoder layer's cross-attention",
-            ha="center", va="bottom", fontsize=9)
+            ha="center", va="bottom", fontsize=TEXT)
 
-    top = stack(dec, 10.4, "decoder layer \u00d7 L", [
+    top = stack(dec, 10.4, "decoder \u00d7 L", [
         (3.95, "causal self-attention", ATTENTION_FILL),
         (4.95, "add & norm", NORM_FILL),
         (6.15, "cross-attention, source padding", ATTENTION_FILL),
@@ -190,20 +276,20 @@ def architecture() -> Path:
     # memory -> every decoder layer's cross-attention, as its keys and values
     ax.plot([enc, 6.6, 6.6], [8.8, 8.8, 6.15], color=COLORS[4], lw=2)
     _arrow(ax, (6.6, 6.15), (dec - width / 2 - 0.06, 6.15), COLORS[4])
-    ax.text(6.7, 6.4, "K, V", ha="left", va="bottom", fontsize=8.5, color=COLORS[4])
-    ax.text(dec - 0.12, 5.5, "Q", ha="right", va="center", fontsize=8.5, color=COLORS[4])
+    ax.text(6.7, 6.4, "K, V", ha="left", va="bottom", fontsize=TEXT, color=COLORS[4])
+    ax.text(dec - 0.12, 5.5, "Q", ha="right", va="center", fontsize=TEXT, color=COLORS[4])
 
     _arrow(ax, (dec, top), (dec, 11.3 - h / 2 - 0.05))
     _box(ax, dec, 11.3, "output layer: h E\u1d40 (tied, no bias)", EMBEDDING_FILL, width=width, height=h)
     _arrow(ax, (dec, 11.3 + h / 2 + 0.05), (dec, 12.15))
-    ax.text(dec, 12.4, "logits  (B, T, V)", ha="center", va="center", fontsize=9)
+    ax.text(dec, 12.4, "logits  (B, T, V)", ha="center", va="center", fontsize=TEXT)
 
     # One matrix E (V x D): both embeddings and the output layer.
     tied = dict(color=COLORS[4], lw=1.3, ls="--")
     ax.plot([enc + width / 2 + 0.05, dec - width / 2 - 0.05], [1.5, 1.5], **tied)
-    ax.text((enc + dec) / 2, 1.6, "the same E", ha="center", va="bottom", fontsize=8, color=COLORS[4])
+    ax.text((enc + dec) / 2, 1.6, "the same E", ha="center", va="bottom", fontsize=TEXT, color=COLORS[4])
     ax.plot([dec + width / 2 + 0.05, 12.9, 12.9, dec + width / 2 + 0.05], [1.5, 1.5, 11.3, 11.3], **tied)
-    ax.text(13.1, 6.4, "the same E (V \u00d7 D), transposed: tied weights", ha="left", va="center", fontsize=8,
+    ax.text(13.1, 6.4, "the same E (V \u00d7 D), transposed: tied weights", ha="left", va="center", fontsize=TEXT,
             color=COLORS[4], rotation=90)
 
     ax.text(0.3, 15.1, "Post-norm, as in 2017 and the default here:\n"
@@ -214,9 +300,9 @@ def architecture() -> Path:
             "Green: the residual stream's skip connections.\n"
             "Dropout (after the embeddings and on every\n"
             "sublayer's output) is not drawn.",
-            ha="left", va="top", fontsize=8.5, linespacing=1.35)
+            ha="left", va="top", fontsize=TEXT, linespacing=1.35)
     ax.set_title("The encoder-decoder transformer: Transformer(vocab_size, d_model, num_heads, num_layers, d_ff)",
-                 fontsize=10.5)
+                 fontsize=TITLE)
     return _save(fig, "01_architecture")
 
 
@@ -233,26 +319,26 @@ def family_masks() -> Path:
     attention_mask = torch.tensor([[1, 1, 1, 1, 0, 0]])  # (B, S), True (1) for real tokens
     ignore = padding_to_ignore(attention_mask)[0]  # (S,): True = pad, nn.MultiheadAttention's convention
     panels = [
-        ("Encoder self-attention\n(BERT; the encoder of T5): all real keys", ~ignore.expand(6, 6), source, source),
-        ("Decoder self-attention (GPT; the decoder\nof T5): causal, and no padding keys",
+        ("Encoder self-attention\n(BERT; T5's encoder):\nall real keys", ~ignore.expand(6, 6), source, source),
+        ("Decoder self-attention\n(GPT; T5's decoder): causal,\nand no padding keys",
          ~(future_mask(6) | ignore), source, source),
-        ("Cross-attention (T5): every decoder\nquery reads all real source tokens", ~ignore.expand(5, 6), target,
+        ("Cross-attention (T5): every\ndecoder query reads all\nreal source tokens", ~ignore.expand(5, 6), target,
          source),
     ]
-    fig = Figure(figsize=(12.0, 4.6), layout="constrained")
+    fig = _figure(5.0)
     for ax, (title, allowed, queries, keys) in zip(fig.subplots(1, 3), panels):
         ax.imshow(allowed.float().numpy(), cmap="Blues", vmin=-0.25, vmax=1.2)
         for i in range(len(queries)):
             for j in range(len(keys)):
-                ax.text(j, i, "T" if allowed[i, j] else "F", ha="center", va="center", fontsize=9,
+                ax.text(j, i, "T" if allowed[i, j] else "F", ha="center", va="center", fontsize=TEXT,
                         color="white" if allowed[i, j] else "black")
         ax.set_xticks(range(len(keys)), keys, rotation=45, ha="right")
         ax.set_yticks(range(len(queries)), queries)
         ax.set_xlabel("key (source)" if queries is target else "key")
         ax.set_ylabel("query (target)" if queries is target else "query")
-        ax.set_title(title, fontsize=10)
-    fig.suptitle("Attention masks of the three families: True (dark) = may attend; source attention_mask = "
-                 "[1, 1, 1, 1, 0, 0]", fontsize=11)
+        ax.set_title(title, fontsize=TITLE)
+    fig.suptitle("Attention masks of the three families: True (dark) = may attend;\n"
+                 "source attention_mask = [1, 1, 1, 1, 0, 0]", fontsize=SUPTITLE)
     return _save(fig, "01_family_masks")
 
 
@@ -289,10 +375,8 @@ def attention_patterns() -> list[Path]:
     paths.
     """
     results = json.loads((RESULTS / "attention_patterns.json").read_text())
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = experiment_attention.plot_results(results, OUT / "01_attention_patterns.png")
-    table = OUT / "01_attention_patterns_table.md"
-    table.write_text(experiment_attention.table_markdown(results) + "\n")
+    path = _drawn(OUT / "01_attention_patterns.png", lambda to: experiment_attention.plot_results(results, to))
+    table = _write_text(OUT / "01_attention_patterns_table.md", experiment_attention.table_markdown(results) + "\n")
     return [path, table]
 
 
@@ -310,14 +394,14 @@ def parameter_count() -> list[Path]:
     with torch.device("meta"):
         models = {"EncoderOnly\n(BERT-style)": EncoderOnly(**QUICK_START),
                   "DecoderOnly\n(GPT-style)": DecoderOnly(**QUICK_START),
-                  "Transformer\n(encoder-decoder)": Transformer(**QUICK_START)}
-    parts = _parameters_by_part(models["Transformer\n(encoder-decoder)"])
+                  "Transformer\n(encoder-\ndecoder)": Transformer(**QUICK_START)}
+    parts = _parameters_by_part(models["Transformer\n(encoder-\ndecoder)"])
     total = sum(parts.values())
     V, D, L, F = (QUICK_START[k] for k in ("vocab_size", "d_model", "num_layers", "d_ff"))
     assert total == transformer_parameter_count(V, D, L, F) == 49_258_496
 
-    fig = Figure(figsize=(12.5, 4.4), layout="constrained")
-    bars, families = fig.subplots(1, 2, width_ratios=[1.25, 1.0])
+    fig = _figure(5.0)
+    bars, families = fig.subplots(1, 2, width_ratios=[1.0, 1.0])
     fill = {"embedding": EMBEDDING_FILL, "self-attention": ATTENTION_FILL, "cross-attention": "#f6b98a",
             "feed-forward": FFN_FILL, "norms": NORM_FILL}
 
@@ -329,21 +413,23 @@ def parameter_count() -> list[Path]:
               lw=0.6, height=0.65)
     for row, name in enumerate(names):
         bars.text(parts[name] / 1e6 + 0.2, row, f"{parts[name]:,}  ({100 * parts[name] / total:.2f}%)",
-                  va="center", fontsize=8.5)
+                  va="center", fontsize=TEXT)
     bars.invert_yaxis()
-    bars.set_xlim(0, 17.5)
+    bars.set_xlim(0, 26.5)  # room for the labels right of the longest bars
+    bars.set_xticks(range(0, 15, 5))
     bars.set_xlabel("parameters (millions)")
-    bars.set_title(f"Transformer(10000, 512, 8, 6, 2048): {total:,} parameters by part", fontsize=10)
+    bars.set_title(f"Transformer(10000, 512, 8, 6, 2048):\n{total:,} parameters by part", fontsize=TITLE)
 
-    for column, (label, model) in enumerate(models.items()):
+    slots = [1.25 * column for column in range(len(models))]  # bar centres, wide enough for the labels
+    for column, (label, model) in zip(slots, models.items()):
         bottom = 0.0
         by_part = _parameters_by_part(model)
         for part, count in by_part.items():
             families.bar(column, count / 1e6, bottom=bottom, color=fill[kind(part)], edgecolor="black", lw=0.6,
                          width=0.6)
             bottom += count / 1e6
-        families.text(column, bottom + 0.6, f"{count_parameters(model):,}", ha="center", va="bottom", fontsize=8.5)
-    families.set_xticks(range(len(models)), list(models))
+        families.text(column, bottom + 0.6, f"{count_parameters(model):,}", ha="center", va="bottom", fontsize=TEXT)
+    families.set_xticks(slots, list(models))
     families.set_ylim(0, 56)
     families.set_ylabel("parameters (millions)")
     spans = {"encoder": 0.0, "decoder": 0.0}  # where each stack sits in the encoder-decoder's bar
@@ -352,13 +438,12 @@ def parameter_count() -> list[Path]:
             spans[stack] += count / 1e6 if part.startswith(stack) else 0.0
     start = parts["embedding"] / 1e6
     for stack, height in spans.items():
-        families.plot([2.35, 2.35], [start + 0.3, start + height - 0.3], color="black", lw=1)
-        families.text(2.42, start + height / 2, f"{stack}\n{height:.1f} M", ha="left", va="center", fontsize=8.5)
+        families.plot([slots[-1] + 0.35] * 2, [start + 0.3, start + height - 0.3], color="black", lw=1)
+        families.text(slots[-1] + 0.42, start + height / 2, f"{stack}\n{height:.1f} M", ha="left", va="center",
+                      fontsize=TEXT)
         start += height
-    families.set_xlim(-0.5, 2.95)
-    families.set_title("Three families, the same arguments (L = 6 per stack)", fontsize=10)
-    families.legend(handles=[Rectangle((0, 0), 1, 1, fc=color, ec="black", lw=0.6) for color in fill.values()],
-                    labels=list(fill), fontsize=8.5, loc="upper left")
+    families.set_xlim(-0.6, slots[-1] + 1.25)
+    families.set_title("Three families, the same arguments\n(L = 6 per stack; colours as on the left)", fontsize=TITLE)
     path = _save(fig, "01_parameter_count")
 
     attention, feed_forward, norm = 4 * D * D + 4 * D, 2 * D * F + F + D, 2 * D  # one of each, with biases
@@ -379,9 +464,7 @@ def parameter_count() -> list[Path]:
         assert one * L == parts[name], name  # the formula agrees with the built model
         rows.append(f"| {name} | ${formula}$ | {one:,} | {L} | {parts[name]:,} | {100 * parts[name] / total:.2f}% |")
     rows.append(f"| **total** | $VD + L\\,(12D^2 + 4DF + 2F + 24D)$ | | | **{total:,}** | 100% |")
-    table = OUT / "01_parameter_table.md"
-    table.write_text("\n".join(rows) + "\n")
-    return [path, table]
+    return [path, _write_text(OUT / "01_parameter_table.md", "\n".join(rows) + "\n")]
 
 
 # --------------------------------------------------------------------------------------
@@ -455,8 +538,10 @@ def attention_heads() -> Path:
 
     weights = attention_weights(mha, x, mask=causal_mask(T))  # (1, H, T, T)
     fig = plot_attention_heads(weights, tokens=tokens, title="Four hand-set heads under a causal mask")
+    fig.set_size_inches(COLUMN_INCHES, 3.9)  # graders.viz sizes it for a notebook, with smaller text
     for ax, job in zip(fig.axes, ["previous token", "first token", "same token", "recent tokens"]):
-        ax.set_title(f"{ax.get_title()}: {job}", fontsize=10)
+        ax.set_title(f"{ax.get_title()}:\n{job}", fontsize=TITLE)
+        ax.tick_params(labelsize=TEXT)
     return _save(fig, "attention_heads")
 
 
@@ -467,11 +552,11 @@ def masks() -> Path:
     attention_mask = torch.tensor([True, True, True, True, False, False])  # (S,): 2 pad tokens
     padding = attention_mask[None, :].expand(6, 6)  # (T, S), one sequence of the batch
     panels = [
-        ("causal_mask(6)", causal, range(6)),
-        ("causal_mask(2, 6): 2 new queries, 4 cached", cached, range(4, 6)),
-        ("padding: attention_mask[:, None, None, :]", padding, range(6)),
+        ("causal_mask(6)\n", causal, range(6)),
+        ("causal_mask(2, 6):\n2 new queries, 4 cached", cached, range(4, 6)),
+        ("padding: attention_mask\n[:, None, None, :]", padding, range(6)),
     ]
-    fig = Figure(figsize=(10.5, 3.6), layout="constrained")
+    fig = _figure(4.1)
     axes = fig.subplots(1, 3)
     for ax, (title, mask, rows) in zip(axes, panels):
         grid = torch.full((6, 6), float("nan"))  # rows that are not queries stay blank
@@ -486,7 +571,7 @@ def masks() -> Path:
                     "T" if allowed else "F",
                     ha="center",
                     va="center",
-                    fontsize=9,
+                    fontsize=TEXT,
                     color="white" if allowed else "black",
                 )
         if len(rows) < 6:
@@ -496,24 +581,24 @@ def masks() -> Path:
                 "positions 0-3: keys already\nin the cache, no query",
                 ha="center",
                 va="center",
-                fontsize=9,
+                fontsize=TEXT,
                 color="gray",
             )
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=TITLE)
         ax.set_xticks(range(6))
         ax.set_yticks(range(6))
         ax.set_xlabel("key position")
-        ax.set_ylabel("query (absolute position)")
-    fig.suptitle("Boolean masks: True (dark) = may attend", fontsize=11)
+    axes[0].set_ylabel("query (absolute position)")
+    fig.suptitle("Boolean masks: True (dark) = may attend", fontsize=SUPTITLE)
     return _save(fig, "masks")
 
 
 def gqa_sharing() -> Path:
-    """Which key/value head each query head reads, for H = 8 and Hkv = 8, 2, 1."""
+    """Which key/value head each query head reads, for H = 8 and Hkv = 8, 2, 1: one row each."""
     H = 8
     configs = [(8, "multi-head (Hkv = 8)"), (2, "grouped-query (Hkv = 2)"), (1, "multi-query (Hkv = 1)")]
-    fig = Figure(figsize=(10.5, 3.8), layout="constrained")
-    axes = fig.subplots(1, 3)
+    fig = _figure(5.6)
+    axes = fig.subplots(3, 1)
     for ax, (Hkv, title) in zip(axes, configs):
         R = H // Hkv
         kv_x = [(g + 0.5) * H / Hkv - 0.5 for g in range(Hkv)]  # centre each kv head under its group
@@ -521,28 +606,20 @@ def gqa_sharing() -> Path:
             g = h // R  # the kv head that query head h reads
             color = COLORS[g % len(COLORS)]
             ax.plot([h, kv_x[g]], [1.0, 0.0], color=color, lw=1.5, zorder=1)
-            ax.add_patch(
-                FancyBboxPatch((h - 0.38, 0.92), 0.76, 0.28, boxstyle="round,pad=0.02", fc="white", ec=color, lw=1.5)
-            )
-            ax.text(h, 1.06, f"q{h}", ha="center", va="center", fontsize=8)
+            ax.add_patch(FancyBboxPatch((h - 0.38, 0.86), 0.76, 0.28, boxstyle="round,pad=0.02", fc="white", ec=color,
+                                        lw=1.5))
+            ax.text(h, 1.0, f"q{h}", ha="center", va="center", fontsize=TEXT)
         for g in range(Hkv):
             color = COLORS[g % len(COLORS)]
-            ax.add_patch(
-                FancyBboxPatch((kv_x[g] - 0.38, -0.2), 0.76, 0.28, boxstyle="round,pad=0.02", fc=color, ec=color)
-            )
-            ax.text(kv_x[g], -0.06, f"kv{g}", ha="center", va="center", fontsize=8, color="white")
-        ax.set_xlim(-0.7, H - 0.3)
-        ax.set_ylim(-0.55, 1.35)
+            ax.add_patch(FancyBboxPatch((kv_x[g] - 0.38, -0.14), 0.76, 0.28, boxstyle="round,pad=0.02", fc=color,
+                                        ec=color))
+            ax.text(kv_x[g], 0.0, f"kv{g}", ha="center", va="center", fontsize=TEXT, color="white")
+        ax.text(H + 0.1, 0.95, title, ha="left", va="center", fontsize=TITLE, weight="bold")
+        ax.text(H + 0.1, 0.75, f"R = {R}: query head h reads\nkv head h // {R}\nKV cache: {Hkv}/{H} of multi-head",
+                ha="left", va="top", fontsize=TEXT)
+        ax.set_xlim(-0.5, H + 4.3)
+        ax.set_ylim(-0.25, 1.25)
         ax.set_axis_off()
-        ax.set_title(title, fontsize=10)
-        ax.text(
-            (H - 1) / 2,
-            -0.42,
-            f"R = {R}: query head h reads kv head h // {R}\nKV cache: {Hkv}/{H} of multi-head",
-            ha="center",
-            va="center",
-            fontsize=8.5,
-        )
     return _save(fig, "gqa_sharing")
 
 
@@ -560,7 +637,7 @@ def score_scaling() -> Path:
         std_scaled.append((scores / math.sqrt(d)).std().item())
         peak_raw.append(softmax(scores).amax(-1).mean().item())
         peak_scaled.append(softmax(scores / math.sqrt(d)).amax(-1).mean().item())
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig = _figure(3.6)
     left, right = fig.subplots(1, 2)
     left.plot(dims, std_raw, "o-", color=COLORS[3], label=r"$q \cdot k$")
     left.plot(dims, std_scaled, "o-", color=COLORS[0], label=r"$q \cdot k / \sqrt{d_k}$")
@@ -569,8 +646,8 @@ def score_scaling() -> Path:
     left.set_yscale("log", base=2)
     left.set_xlabel(r"$d_k$")
     left.set_ylabel("standard deviation of the score")
-    left.set_title("Scores spread like $\\sqrt{d_k}$", fontsize=10)
-    left.legend(fontsize=9)
+    left.set_title("Scores spread like $\\sqrt{d_k}$", fontsize=TITLE)
+    left.legend(fontsize=TEXT)
     right.plot(dims, peak_raw, "o-", color=COLORS[3], label="unscaled")
     right.plot(dims, peak_scaled, "o-", color=COLORS[0], label=r"scaled by $1/\sqrt{d_k}$")
     right.axhline(1 / S, ls=":", color="gray", label=f"uniform (1/{S})")
@@ -578,8 +655,8 @@ def score_scaling() -> Path:
     right.set_ylim(0, 1.05)
     right.set_xlabel(r"$d_k$")
     right.set_ylabel(f"mean largest weight ({S} keys)")
-    right.set_title("Unscaled softmax saturates towards one-hot", fontsize=10)
-    right.legend(fontsize=9)
+    right.set_title("Unscaled softmax saturates towards one-hot", fontsize=TITLE)
+    right.legend(fontsize=TEXT)
     return _save(fig, "score_scaling")
 
 
@@ -593,7 +670,7 @@ def softmax_stability() -> Path:
     """
     shifts = torch.linspace(-130.0, 130.0, 521)  # (N,)
     base = torch.tensor([0.0, 1.0, 2.0])  # logits are shift + base
-    fig = Figure(figsize=(8, 3.6), layout="constrained")
+    fig = _figure(3.6)
     ax = fig.subplots()
     stable = softmax(shifts[:, None] + base)[:, -1]  # (N,): the same value for every shift
     ax.plot(shifts, stable, color=COLORS[0], lw=6, alpha=0.35, label="stable (subtract the max)")
@@ -613,13 +690,13 @@ def softmax_stability() -> Path:
             xy=(0, y),
             ha="center",
             color=color,
-            fontsize=8.5,
+            fontsize=TEXT,
         )
     ax.set_xlabel("shift c (logits = [c, c + 1, c + 2])")
     ax.set_ylabel("weight of the largest logit")
     ax.set_ylim(0.0, 1.0)
-    ax.set_title("Softmax ignores a common shift; the naive formula does not survive it", fontsize=10)
-    ax.legend(fontsize=9, loc="upper right")
+    ax.set_title("Softmax ignores a common shift; the naive formula does not survive it", fontsize=TITLE)
+    ax.legend(fontsize=TEXT, loc="upper right")
     return _save(fig, "softmax_stability")
 
 
@@ -637,12 +714,12 @@ def sinusoid_table() -> Path:
     """
     P, D = 128, 64
     table = sinusoidal_encoding(P, D)  # (P, D)
-    fig = Figure(figsize=(11, 4.0), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[1.0, 1.25])
+    fig = _figure(5.0)
+    left, right = fig.subplots(1, 2, width_ratios=[1.0, 1.0])
     image = left.imshow(table.numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
-    left.set_xlabel("dimension (pairs 2i, 2i + 1: sin, cos)")
+    left.set_xlabel("dimension\n(pairs 2i, 2i + 1: sin, cos)")
     left.set_ylabel("position p")
-    left.set_title(f"sinusoidal_encoding({P}, {D})", fontsize=10)
+    left.set_title(f"sinusoidal_encoding({P}, {D})", fontsize=TITLE)
     fig.colorbar(image, ax=left, shrink=0.85)
     positions = torch.arange(P)
     for color, i in zip(COLORS, [0, 3, 8, 16]):
@@ -651,11 +728,11 @@ def sinusoid_table() -> Path:
                    label=f"dim {2 * i} (pair i = {i}): wavelength {wavelength:.1f}")
     right.set_xlabel("position p")
     right.set_ylabel("PE[p, 2i]")
-    right.set_ylim(-1.1, 1.75)
+    right.set_ylim(-1.1, 1.1)
     right.set_yticks([-1, -0.5, 0, 0.5, 1])
     right.set_xlim(0, P - 1)
-    right.set_title("The sine of four pairs: wavelengths 2\u03c0 \u00b7 10000^(2i/d)", fontsize=10)
-    right.legend(fontsize=8.5, loc="upper right", ncols=2)
+    right.set_title("The sine of four pairs:\nwavelengths 2\u03c0 \u00b7 10000^(2i/d)", fontsize=TITLE)
+    fig.legend(fontsize=TEXT, loc="outside lower center", ncols=2)
     return _save(fig, "sinusoid_table")
 
 
@@ -678,8 +755,8 @@ def rope_relative() -> Path:
     starts = [64, 1000, 10_000, 100_000]  # the key's absolute position n
     table = sinusoidal_encoding(100_000 + 41, Dh)  # (P, Dh)
 
-    fig = Figure(figsize=(13, 4.0), layout="constrained")
-    left, middle, right = fig.subplots(1, 3, width_ratios=[1.2, 1.2, 0.9])
+    fig = _figure(5.2)
+    left, middle, right = fig.subplots(1, 3, width_ratios=[1.0, 1.0, 0.85])
     for color, width, n in zip(COLORS, [6, 4, 2.2, 1.0], starts):
         m = n + offsets  # (N,) query positions
         q_rot = rope(q.expand(len(m), Dh), positions=m)  # (N, Dh)
@@ -688,15 +765,13 @@ def rope_relative() -> Path:
         q_abs = q + table[m]  # (N, Dh)
         k_abs = k + table[n]  # (Dh,)
         middle.plot(offsets, (q_abs * k_abs).sum(-1), color=color, lw=1.5, label=f"key at n = {n:,}")
-    for ax, title in [(left, "RoPE: <R_m q, R_n k> depends only on m \u2212 n"),
-                      (middle, "Added sinusoids: <q + PE_m, k + PE_n> depends on n too")]:
+    for ax, title in [(left, "RoPE: <R_m q, R_n k>\ndepends only on m \u2212 n"),
+                      (middle, "Added sinusoids:\n<q + PE_m, k + PE_n>\ndepends on n too")]:
         ax.axvline(0, color="gray", lw=0.8, ls=":")
-        ax.set_xlabel("m \u2212 n (query position minus key position)")
-        ax.set_ylabel("score")
-        ax.set_title(title, fontsize=10)
-        low, high = ax.get_ylim()
-        ax.set_ylim(low, high + 0.45 * (high - low))  # headroom for the legend
-        ax.legend(fontsize=8.5, loc="upper left", ncols=2)
+        ax.set_xlabel("m \u2212 n (query position\nminus key position)")
+        ax.set_title(title, fontsize=TITLE)
+    left.set_ylabel("score")
+    fig.legend(*left.get_legend_handles_labels(), fontsize=TEXT, loc="outside lower center", ncols=4)
 
     # Two pairs, both starting at (a, b) = (1, 0): with head_dim 4 and base 16 the frequencies
     # are theta_0 = 1 and theta_1 = 16 ** (-1/2) = 0.25 radian per position. Half-split pairing:
@@ -711,15 +786,15 @@ def rope_relative() -> Path:
             a, b = radius * turned[p, dim_a].item(), radius * turned[p, dim_b].item()
             right.annotate("", xy=(a, b), xytext=(0, 0),
                            arrowprops=dict(arrowstyle="-|>", color=color, lw=1.2, alpha=0.3 + 0.1 * p))
-            right.text(1.14 * a, 1.14 * b, str(p), color=color, fontsize=8.5, ha="center", va="center")
-        right.plot([], [], color=color, label=f"{label} per position")
+            right.text(1.14 * a, 1.14 * b, str(p), color=color, fontsize=TEXT, ha="center", va="center")
+        right.plot([], [], color=color, label=label)
     right.set_xlim(-1.3, 1.3)
     right.set_ylim(-1.3, 1.3)
     right.set_aspect("equal")
     right.set_xticks([])
     right.set_yticks([])
-    right.set_title("One pair, positions 0-7: a rotation by p\u00b7theta", fontsize=10)
-    right.legend(fontsize=8.5, loc="lower center", bbox_to_anchor=(0.5, -0.2))
+    right.set_title("One pair, positions 0-7:\na rotation by p\u00b7theta", fontsize=TITLE)
+    right.legend(fontsize=TEXT, loc="upper center", bbox_to_anchor=(0.5, -0.02), title="per position")
     return _save(fig, "rope_relative")
 
 
@@ -734,7 +809,7 @@ def alibi_bias_figure() -> Path:
     slopes = alibi_slopes(H)  # (H,)
     heads = [0, 1, 3, 7]
     future = ~causal_mask(T)  # (T, T): True above the diagonal
-    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    fig = _figure(3.6)
     axes = fig.subplots(1, len(heads))
     low = bias[heads].min().item()
     for ax, h in zip(axes, heads):
@@ -743,13 +818,13 @@ def alibi_bias_figure() -> Path:
         ax.imshow(veil.numpy(), cmap=ListedColormap(["white"]), alpha=0.7, interpolation="nearest")
         slope = slopes[h].item()
         ax.set_title(f"head {h}: slope m = 1/{round(1 / slope)}\n(row {T - 1}: 0 \u2026 {bias[h, -1, 0].item():.2f})",
-                     fontsize=10)
+                     fontsize=TITLE)
         ax.set_xlabel("key position j")
-        ax.set_ylabel("query position i")
         ax.set_xticks(range(0, T, 2))
         ax.set_yticks(range(0, T, 2))
+    axes[0].set_ylabel("query position i")
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="bias = \u2212m \u00b7 |i \u2212 j|")
-    fig.suptitle(f"alibi_bias({H}, {T}): one slope per head; faded: the part a causal mask removes", fontsize=11)
+    fig.suptitle(f"alibi_bias({H}, {T}): one slope per head; faded: the part a causal mask removes", fontsize=SUPTITLE)
     return _save(fig, "alibi_bias")
 
 
@@ -763,12 +838,8 @@ def positional_extrapolation() -> list[Path]:
     Returns both paths: the table is a build product that ships with the figures.
     """
     results = json.loads((RESULTS / "positional_extrapolation.json").read_text())
-    path = OUT / "positional_extrapolation.png"
-    OUT.mkdir(parents=True, exist_ok=True)
-    plot_results(results, path)
-    table = OUT / "positional_extrapolation_table.md"
-    table.write_text(table_markdown(results) + "\n")
-    return [path, table]
+    path = _drawn(OUT / "positional_extrapolation.png", lambda to: plot_results(results, to))
+    return [path, _write_text(OUT / "positional_extrapolation_table.md", table_markdown(results) + "\n")]
 
 
 # --------------------------------------------------------------------------------------
@@ -799,7 +870,7 @@ def activations() -> Path:
         ("x\u00b7\u03c3(1.702x)", _sigmoid_gelu, COLORS[4], ":", 1.8),
         ("SiLU / Swish", silu, COLORS[3], "-", 1.6),
     ]
-    fig = Figure(figsize=(13, 4.0), layout="constrained")
+    fig = _figure(4.6)
     values, slopes, gaps = fig.subplots(1, 3)
     for label, function, color, style, width in curves:
         xg = x.clone().requires_grad_(True)
@@ -814,35 +885,36 @@ def activations() -> Path:
         ax.set_xlim(-4, 4)
     values.set_ylim(-0.6, 4.0)
     values.set_ylabel("f(x)")
-    values.set_title("Values: all \u2248 x for large x, \u2248 0 for very negative x", fontsize=10)
-    values.legend(fontsize=8.5, loc="upper left")
+    values.set_title("Values: \u2248 x for large x,\n\u2248 0 for very negative x", fontsize=TITLE)
+    values.legend(fontsize=TEXT, loc="upper left")
     # GELU's extremes (1 +- 0.129 at x = +-sqrt 2) and SiLU's (1 +- 0.0998 near x = +-2.40).
     slopes.axhline(1, color="gray", lw=0.6, ls=":")
     slopes.set_ylim(-0.25, 1.25)
     slopes.set_ylabel("f\u2032(x)")
-    slopes.set_title("Derivatives: smooth, a little below 0 and above 1", fontsize=10)
-    slopes.annotate("GELU\u2032: min \u22120.129 at x = \u2212\u221a2,\nmax 1.129 at x = +\u221a2",
-                    xy=(-math.sqrt(2), -0.129), xytext=(-3.9, 0.3), fontsize=8,
+    slopes.set_title("Derivatives: smooth, a little\nbelow 0 and above 1", fontsize=TITLE)
+    slopes.annotate("GELU\u2032 min \u22120.129\nat x = \u2212\u221a2,\nmax 1.129\nat x = +\u221a2",
+                    xy=(-math.sqrt(2), -0.129), xytext=(0.12, -0.2), va="bottom", fontsize=TEXT,
                     arrowprops=dict(arrowstyle="-", color="gray", lw=0.8))
 
     wide = torch.linspace(-8.0, 8.0, 3201, dtype=torch.float64)
     exact = gelu(wide)
-    for label, function, color in [("GELU (tanh approx.)", lambda t: gelu(t, approximate="tanh"), COLORS[1]),
-                                   ("x\u00b7\u03c3(1.702x)", _sigmoid_gelu, COLORS[4])]:
+    for label, function, color, offset in [("GELU (tanh approx.)", lambda t: gelu(t, approximate="tanh"), COLORS[1],
+                                            (1.6, 40)),
+                                           ("x\u00b7\u03c3(1.702x)", _sigmoid_gelu, COLORS[4], (-2.3, 50))]:
         gap = (function(wide) - exact).abs()  # (N,)
         peak = int(gap.argmax())
         gaps.plot(wide, gap.clamp_min(1e-12), color=color, lw=1.4, label=label)
         gaps.plot(wide[peak], gap[peak], "o", color=color, ms=4)
         gaps.annotate(f"max {gap[peak].item():.1e}\nat x = {wide[peak].item():.2f}", xy=(wide[peak], gap[peak]),
-                      xytext=(wide[peak].item() + 3.0, gap[peak].item() * 3), ha="center", fontsize=8, color=color,
+                      xytext=(wide[peak].item() + offset[0], gap[peak].item() * offset[1]), ha="center", fontsize=TEXT,
+                      color=color,
                       arrowprops=dict(arrowstyle="-", color=color, lw=0.8))
     gaps.set_yscale("log")
-    gaps.set_ylim(1e-9, 0.3)
+    gaps.set_ylim(1e-9, 30)  # headroom for the labels
     gaps.set_xlim(-8, 8)
     gaps.set_xlabel("x")
     gaps.set_ylabel("|approximation \u2212 GELU (erf)|")
-    gaps.set_title("Zoom: the approximations' error, log scale", fontsize=10)
-    gaps.legend(fontsize=8.5, loc="lower center")
+    gaps.set_title("Zoom: each approximation's\nerror (log scale; colours\nas on the left)", fontsize=TITLE)
     return _save(fig, "activations")
 
 
@@ -875,7 +947,7 @@ def ffn_share() -> Path:
     of the values, ``2 T D`` each; grouped-query attention shares keys but not this work). Biases,
     norms, softmax and activations are left out: they are O(D) per token.
     """
-    fig = Figure(figsize=(12.5, 4.2), layout="constrained")
+    fig = _figure(4.8)
     params, flops = fig.subplots(1, 2, width_ratios=[1.0, 1.15])
     names = [model[0] for model in FFN_MODELS]
     parts = [_block_parameters(*model[1:]) for model in FFN_MODELS]
@@ -885,15 +957,15 @@ def ffn_share() -> Path:
         params.barh(names, share, left=left, color=color, label=part, height=0.6)
         if part != "norms":  # the norms are < 0.1%: a label would not fit
             for row, (start, width) in enumerate(zip(left, share)):
-                params.text(start + width / 2, row, f"{width:.1f}%", ha="center", va="center", fontsize=8.5,
+                params.text(start + width / 2, row, f"{width:.1f}%", ha="center", va="center", fontsize=TEXT,
                             color="white")
         left = [a + b for a, b in zip(left, share)]
     params.invert_yaxis()
     params.axvline(100 * 2 / 3, color="black", ls="--", lw=1, label="2/3")
     params.set_xlim(0, 100)
     params.set_xlabel("share of one block's parameters (%)")
-    params.set_title("Parameters: the FFN holds about 2/3 of a block", fontsize=10)
-    params.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=4, frameon=False)
+    params.set_title("Parameters: the FFN holds\nabout 2/3 of a block", fontsize=TITLE)
+    params.legend(fontsize=TEXT, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=4, frameon=False)
 
     contexts = torch.logspace(7, 20, 200, base=2, dtype=torch.float64)  # T = 128 .. 1M
     for color, model, part in zip(COLORS, FFN_MODELS, parts):
@@ -906,14 +978,15 @@ def ffn_share() -> Path:
         flops.plot(crossing, 100 * ffn / (weights + ffn), "o", color=color, ms=5)
     flops.set_xscale("log", base=2)
     flops.set_xlim(2**7, 2**20)
-    ticks = [2**k for k in range(7, 21)]
+    ticks = [2**k for k in range(7, 21, 2)]
     flops.set_xticks(ticks, [str(t) if t < 1024 else f"{t // 1024}K" if t < 2**20 else "1M" for t in ticks])
     flops.minorticks_off()
-    flops.set_ylim(0, 100)
+    flops.set_ylim(0, 130)  # headroom for the legend
+    flops.set_yticks(range(0, 101, 20))
     flops.set_xlabel("context length T (keys each token attends to)")
     flops.set_ylabel("FFN share of a block's forward FLOPs (%)")
-    flops.set_title("FLOPs per token: attention's 4TD overtakes the FFN (dots: 4TD = FFN)", fontsize=10)
-    flops.legend(fontsize=8.5, loc="lower left")
+    flops.set_title("FLOPs per token: attention's 4TD\novertakes the FFN (dots: 4TD = FFN)", fontsize=TITLE)
+    flops.legend(fontsize=TEXT, loc="upper right")
     return _save(fig, "ffn_share")
 
 
@@ -926,12 +999,8 @@ def ffn_ablation() -> list[Path]:
     with the script's own ``plot_results`` and ``table_markdown``. Returns both paths.
     """
     results = json.loads((RESULTS / "ffn_ablation.json").read_text())
-    path = OUT / "ffn_ablation.png"
-    OUT.mkdir(parents=True, exist_ok=True)
-    experiment_ffn.plot_results(results, path)
-    table = OUT / "ffn_ablation_table.md"
-    table.write_text(experiment_ffn.table_markdown(results) + "\n")
-    return [path, table]
+    path = _drawn(OUT / "ffn_ablation.png", lambda to: experiment_ffn.plot_results(results, to))
+    return [path, _write_text(OUT / "ffn_ablation_table.md", experiment_ffn.table_markdown(results) + "\n")]
 
 
 # --------------------------------------------------------------------------------------
@@ -975,25 +1044,25 @@ def norm_axes() -> Path:
          "the same groups as LayerNorm, but one root mean square per position: statistics of shape (B, T, 1).\n"
          "No mean is subtracted, and there is no bias."),
     ]
-    fig = Figure(figsize=(9.0, 7.0), layout="constrained")
+    fig = _figure(7.0)
     ax = fig.subplots()
     for k, (name, cells, text) in enumerate(bands):
         top = -k * band
         for b in range(B):
             x0 = b * (D + gap)
             _cell_grid(ax, (x0, top), T, D, {(t, d): c for (bb, t, d), c in cells.items() if bb == b})
-            ax.text(x0 + D / 2, top + 0.3, f"sequence b = {b}", ha="center", va="bottom", fontsize=9)
-            ax.text(x0 + D / 2, top - T - 0.2, "features d \u2192", ha="center", va="top", fontsize=8, color="gray")
-        ax.text(-0.4, top - T / 2, "positions t \u2192", ha="right", va="center", rotation=90, fontsize=8,
+            ax.text(x0 + D / 2, top + 0.3, f"sequence b = {b}", ha="center", va="bottom", fontsize=TEXT)
+            ax.text(x0 + D / 2, top - T - 0.2, "features d \u2192", ha="center", va="top", fontsize=TEXT, color="gray")
+        ax.text(-0.4, top - T / 2, "positions t \u2192", ha="right", va="center", rotation=90, fontsize=TEXT,
                 color="gray")
-        ax.text(-1.5, top - T / 2, name, ha="right", va="center", fontsize=11, weight="bold")
-        ax.text(-7.5, top - T - 1.3, text, ha="left", va="top", fontsize=8.5)
+        ax.text(-1.5, top - T / 2, name, ha="right", va="center", fontsize=SUPTITLE, weight="bold")
+        ax.text(-7.5, top - T - 1.3, text, ha="left", va="top", fontsize=TEXT)
     ax.set_xlim(-7.6, B * (D + gap) - gap + 0.2)
     ax.set_ylim(-(len(bands) - 1) * band - T - 3.6, 1.4)
     ax.set_aspect("equal")
     ax.set_axis_off()
-    ax.set_title(f"Which elements of a (B, T, D) = ({B}, {T}, {D}) block share statistics: one colour = one group",
-                 fontsize=10.5)
+    fig.suptitle(f"Which elements of a (B, T, D) = ({B}, {T}, {D}) block share statistics: one colour = one group",
+                 fontsize=TITLE)
     return _save(fig, "norm_axes")
 
 
@@ -1008,15 +1077,15 @@ def prepost_norm() -> Path:
     Post-norm resets the stream to unit scale after every block; pre-norm lets it grow, so
     each later block changes it relatively less, and the stack needs a final norm.
     """
-    fig = Figure(figsize=(12.5, 4.4), layout="constrained")
+    fig = _figure(4.4)
     pre, post, scale = fig.subplots(1, 3, width_ratios=[0.7, 0.7, 1.5])
     norm_color, sub_color, skip = NORM_FILL, ATTENTION_FILL, COLORS[2]
-    for ax, title in [(pre, "Pre-norm (GPT-2, Llama)"), (post, "Post-norm (2017, BERT)")]:
+    for ax, title in [(pre, "Pre-norm\n(GPT-2, Llama)"), (post, "Post-norm\n(2017, BERT)")]:
         ax.set_xlim(-1.6, 1.6)
         ax.set_ylim(-0.3, 5.3)
         ax.set_axis_off()
-        ax.set_title(title, fontsize=10)
-        ax.text(0, -0.15, "x", ha="center", va="center", fontsize=10)
+        ax.set_title(title, fontsize=TITLE)
+        ax.text(0, -0.15, "x", ha="center", va="center", fontsize=TITLE)
     # Pre-norm: the branch is norm -> sublayer; the skip path goes straight to the sum.
     _arrow(pre, (0, 0.05), (0, 0.3))
     pre.plot([0, -1.1, -1.1, -0.17], [0.3, 0.3, 3.6, 3.6], color=skip, lw=3)
@@ -1028,8 +1097,8 @@ def prepost_norm() -> Path:
     _arrow(pre, (0, 2.55), (0, 3.42))
     pre.text(0, 3.6, "+", ha="center", va="center", fontsize=14, bbox=dict(boxstyle="circle", fc="white", ec="black"))
     _arrow(pre, (0, 3.78), (0, 4.7))
-    pre.text(0, 4.95, "x + sublayer(norm(x))", ha="center", va="center", fontsize=9)
-    pre.text(-1.2, 2.0, "identity path:\nnever normalized", ha="right", va="center", fontsize=8, color=skip,
+    pre.text(0, 4.95, "x + sublayer(norm(x))", ha="center", va="center", fontsize=TEXT)
+    pre.text(-1.2, 2.0, "identity path:\nnever normalized", ha="right", va="center", fontsize=TEXT, color=skip,
              rotation=90)
     # Post-norm: the sum comes first, then the norm, which sits on the identity path too.
     _arrow(post, (0, 0.05), (0, 0.3))
@@ -1042,8 +1111,8 @@ def prepost_norm() -> Path:
     _arrow(post, (0, 2.68), (0, 3.35))
     _box(post, 0, 3.6, "norm", norm_color)
     _arrow(post, (0, 3.85), (0, 4.7))
-    post.text(0, 4.95, "norm(x + sublayer(x))", ha="center", va="center", fontsize=9)
-    post.text(-1.2, 1.4, "skip path: normalized\nafter the sum", ha="right", va="center", fontsize=8,
+    post.text(0, 4.95, "norm(x + sublayer(x))", ha="center", va="center", fontsize=TEXT)
+    post.text(-1.2, 1.4, "skip path: normalized\nafter the sum", ha="right", va="center", fontsize=TEXT,
               color=skip, rotation=90)
 
     D, L, N = 64, 48, 256
@@ -1062,15 +1131,15 @@ def prepost_norm() -> Path:
         scale.plot(depth, rms, color=color, lw=2, label=f"{name}: RMS of the stream")
         scale.plot(depth[1:], relative, color=color, lw=1.2, ls="--", label=f"{name}: RMS(update) / RMS(stream)")
         if prenorm:
-            scale.annotate(f"{rms[-1]:.2f} after {L} blocks:\na final norm brings it back to 1",
-                           xy=(L, rms[-1]), xytext=(L - 20, rms[-1] + 0.15), fontsize=8, color=color,
+            scale.annotate(f"{rms[-1]:.2f} after {L} blocks:\na final norm brings\nit back to 1",
+                           xy=(L, rms[-1]), xytext=(8, 1.75), fontsize=TEXT, color=color,
                            arrowprops=dict(arrowstyle="-", color=color, lw=0.8))
     scale.set_xlim(0, L)
     scale.set_ylim(0, 2.1)
     scale.set_xlabel("block")
     scale.set_ylabel("root mean square")
-    scale.set_title(f"{L} blocks at initialisation (LayerNorm, FFN sublayer, D = {D})", fontsize=10)
-    scale.legend(fontsize=8, loc="upper left")
+    scale.set_title(f"{L} blocks at initialisation\n(LayerNorm, FFN sublayer, D = {D})", fontsize=TITLE)
+    scale.legend(fontsize=TEXT, loc="lower left", bbox_to_anchor=(0.0, 0.16))  # between the lines
     return _save(fig, "prepost_norm")
 
 
@@ -1083,12 +1152,8 @@ def norm_gradients() -> list[Path]:
     ``table_markdown``. Returns both paths.
     """
     results = json.loads((RESULTS / "norm_gradients.json").read_text())
-    path = OUT / "norm_gradients.png"
-    OUT.mkdir(parents=True, exist_ok=True)
-    experiment_norm.plot_results(results, path)
-    table = OUT / "norm_gradients_table.md"
-    table.write_text(experiment_norm.table_markdown(results) + "\n")
-    return [path, table]
+    path = _drawn(OUT / "norm_gradients.png", lambda to: experiment_norm.plot_results(results, to))
+    return [path, _write_text(OUT / "norm_gradients_table.md", experiment_norm.table_markdown(results) + "\n")]
 
 
 def norm_bench() -> list[Path]:
@@ -1101,10 +1166,8 @@ def norm_bench() -> list[Path]:
     recorded run.
     """
     results = json.loads((RESULTS / "norm_bench.json").read_text())
-    OUT.mkdir(parents=True, exist_ok=True)
-    table = OUT / "norm_bench_table.md"
-    table.write_text(bench.norm_table_markdown(results) + "\n")
-    return [bench.plot_norm_bench(results, OUT / "norm_bench.png"), table]
+    table = _write_text(OUT / "norm_bench_table.md", bench.norm_table_markdown(results) + "\n")
+    return [_drawn(OUT / "norm_bench.png", lambda to: bench.plot_norm_bench(results, to)), table]
 
 
 # --------------------------------------------------------------------------------------
@@ -1117,7 +1180,7 @@ def lr_schedules() -> Path:
     over a 10,000-step run (peak 1e-3, floor 1e-4: a tenth of the peak). Right:
     ``noam_schedule`` as the 2017 paper ran it (``d_model`` 512 and 1024, 4,000 warm-up steps,
     100,000 steps for the base model), with its ``1 / sqrt(step)`` tail drawn on its own."""
-    fig = Figure(figsize=(11.5, 3.7), layout="constrained")
+    fig = _figure(4.2)
     cosine, noam = fig.subplots(1, 2)
     total, peak, floor = 10_000, 1e-3, 1e-4
     steps = range(0, total + 1001, 10)  # past the end: the floor holds
@@ -1127,14 +1190,14 @@ def lr_schedules() -> Path:
         cosine.plot(list(steps), rates, color=color, ls=style, lw=1.6, label=label)
     cosine.axvline(total, color="gray", lw=0.6, ls=":")
     cosine.axhline(floor, color="gray", lw=0.6, ls=":")
-    cosine.annotate("min_lr from total_steps on", xy=(total, floor), xytext=(total - 4200, floor + 1.2e-4),
-                    fontsize=8, arrowprops=dict(arrowstyle="-", color="gray", lw=0.8))
+    cosine.annotate("min_lr from total_steps on", xy=(total, floor), xytext=(3000, 2e-5),
+                    fontsize=TEXT, arrowprops=dict(arrowstyle="-", color="gray", lw=0.8))
     cosine.annotate("half-way down at the\nmiddle of the decay", xy=(5500, (peak + floor) / 2),
-                    xytext=(6300, 7.2e-4), fontsize=8, arrowprops=dict(arrowstyle="-", color="gray", lw=0.8))
+                    xytext=(6500, 6.2e-4), fontsize=TEXT, arrowprops=dict(arrowstyle="-", color="gray", lw=0.8))
     cosine.set_xlabel("step")
     cosine.set_ylabel("learning rate")
-    cosine.set_title("cosine_schedule: linear warm-up, cosine decay to min_lr", fontsize=10)
-    cosine.legend(fontsize=8.5, loc="upper right")
+    cosine.set_title("cosine_schedule: linear warm-up,\ncosine decay to min_lr", fontsize=TITLE)
+    cosine.legend(fontsize=TEXT, loc="upper right")
     cosine.set_xlim(0, total + 1000)
     cosine.set_ylim(0, peak * 1.08)
 
@@ -1144,17 +1207,20 @@ def lr_schedules() -> Path:
         noam.plot(list(steps), rates, color=color, lw=1.6, label=f"d_model {d_model}, warm-up 4,000")
         top = noam_schedule(4000, d_model=d_model, warmup_steps=4000)
         noam.plot(4000, top, "o", color=color, ms=4)
-        noam.annotate(f"peak {top:.2e} at step 4,000", xy=(4000, top), xytext=(14000, top * 1.02), fontsize=8,
+        noam.annotate(f"peak {top:.2e} at step 4,000", xy=(4000, top), xytext=(14000, top * 1.02), fontsize=TEXT,
                       color=color, va="center", arrowprops=dict(arrowstyle="-", color=color, lw=0.8))
     tail = range(1000, 100_001, 50)
     noam.plot(list(tail), [512 ** -0.5 * s ** -0.5 for s in tail], color="gray", lw=0.8, ls=":",
               label="d_model$^{-1/2}$ step$^{-1/2}$ (d_model 512)")
     noam.set_xlabel("step")
     noam.set_ylabel("learning rate")
-    noam.set_title("noam_schedule (2017): the peak depends on d_model and the warm-up", fontsize=10)
-    noam.legend(fontsize=8.5, loc="upper right")
+    noam.set_title("noam_schedule (2017): the peak depends\non d_model and the warm-up", fontsize=TITLE)
+    noam.legend(fontsize=TEXT, loc="upper right")
     noam.set_xlim(0, 100_000)
     noam.set_ylim(0, 1.25e-3)
+    for ax in (cosine, noam):
+        ax.xaxis.set_major_formatter(lambda step, _: f"{step / 1000:g}K" if step else "0")
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     return _save(fig, "lr_schedules")
 
 
@@ -1204,8 +1270,8 @@ def precision_formats() -> list[Path]:
     smallest subnormal (rounded to 0) is written on the panel. Also writes the table of the
     formats (float8 included) that the page includes. Returns both paths.
     """
-    fig = Figure(figsize=(12.5, 3.8), layout="constrained")
-    ranges, grads = fig.subplots(1, 2, width_ratios=[1.15, 1.0])
+    fig = _figure(4.8)
+    ranges, grads = fig.subplots(1, 2, width_ratios=[1.0, 1.0])
     shown = FORMATS[:3]
     for row, (name, dtype) in enumerate(shown):
         info = torch.finfo(dtype)
@@ -1213,38 +1279,44 @@ def precision_formats() -> list[Path]:
             math.log10(info.max)
         ranges.barh(row, normal - low, left=low, color=COLORS[row], alpha=0.35, height=0.55)
         ranges.barh(row, high - normal, left=normal, color=COLORS[row], height=0.55)
-        ranges.text(high + 1, row, f"max {info.max:.3g}", va="center", fontsize=8)
-        ranges.text(low - 1, row, f"{info.smallest_normal * info.eps:.2g}", va="center", ha="right", fontsize=8)
+        ranges.text(high + 1, row, f"max {info.max:.3g}", va="center", fontsize=TEXT)
+        ranges.text(low - 1, row, f"{info.smallest_normal * info.eps:.2g}", va="center", ha="right", fontsize=TEXT)
     ranges.set_yticks(range(len(shown)), [f"{name}\n1 + {_format_bits(dtype)[0]} + {_format_bits(dtype)[1]} bits"
                                           for name, dtype in shown])
     ranges.invert_yaxis()
-    ranges.set_xlim(-56, 52)
-    ranges.set_xlabel("log10 |x|  (pale: subnormal numbers; solid: normal numbers)")
-    ranges.set_title("Range of each format: bfloat16 keeps float32's exponent, float16 does not", fontsize=10)
+    ranges.set_xlim(-76, 80)  # room for the labels beside the bars
+    ranges.set_xlabel("log10 |x|  (pale: subnormal numbers;\nsolid: normal numbers)")
+    ranges.set_title("Range of each format: bfloat16 keeps\nfloat32's exponent, float16 does not", fontsize=TITLE)
 
     magnitudes = _init_gradients().abs().double()
     magnitudes = magnitudes[magnitudes > 0]
     half = torch.finfo(torch.float16)
     bins = [b / 4 for b in range(-13 * 4, 5 * 4 + 1)]  # log10 bins of a quarter decade
-    for values, color, label in [(magnitudes, COLORS[0], "gradients"),
-                                 (magnitudes * LOSS_SCALE, COLORS[1], "gradients x 2^16 (loss scaling)")]:
-        grads.hist(values.log10().tolist(), bins=bins, color=color, alpha=0.55, label=label)
+    highest = 0.0
+    for values, color, label, left in [(magnitudes, COLORS[0], "gradients", 0.02),
+                                       (magnitudes * LOSS_SCALE, COLORS[1], "gradients \u00d7 2^16\n(loss scaling)",
+                                        0.52)]:
+        counts, _, _ = grads.hist(values.log10().tolist(), bins=bins, color=color, alpha=0.55)
+        highest = max(highest, counts.max())
         normal = int((values < half.smallest_normal).sum())
         zero = int((values < half.smallest_normal * half.eps / 2).sum())
-        print_at = 0.8 if values is magnitudes else 0.6
-        grads.text(0.02, print_at, f"{label}:\n{normal:,} ({100 * normal / values.numel():.1f}%) below float16's\n"
-                   f"smallest normal, {zero:,} rounded to 0", transform=grads.transAxes, fontsize=8, color=color,
-                   va="top")
-    for x, text, side in [(math.log10(half.smallest_normal * half.eps), "float16's smallest\nsubnormal ", "right"),
-                          (math.log10(half.smallest_normal), " smallest\n normal", "left"),
-                          (math.log10(half.max), "largest ", "right")]:
-        grads.axvline(x, color="black", lw=0.8, ls="--")
-        grads.text(x, 0.97, text, transform=grads.get_xaxis_transform(), fontsize=7.5, va="top", ha=side)
+        grads.text(left, 0.97, f"{label}:\n{normal:,} ({100 * normal / values.numel():.1f}%)\nbelow float16's\n"
+                   f"smallest normal;\n{zero:,} rounded to 0", transform=grads.transAxes, fontsize=TEXT,
+                   color=color, va="top")
+    grads.set_ylim(0, 2.0 * highest)  # the top part holds the two texts
+    marks = [(math.log10(half.smallest_normal * half.eps), "subnormal"), (math.log10(half.smallest_normal), "normal"),
+             (math.log10(half.max), "largest")]
+    for x, _ in marks:
+        grads.axvline(x, ymax=0.55, color="black", lw=0.8, ls="--")
+    top = grads.secondary_xaxis("top")
+    top.set_xticks([x for x, _ in marks], [text for _, text in marks])
+    for label, side in zip(top.get_xticklabels(), ["right", "left", "right"]):  # apart, and inside the axes
+        label.set_horizontalalignment(side)
     grads.set_xlim(-13, 5)
     grads.set_xlabel("log10 |gradient element|")
     grads.set_ylabel("elements")
-    grads.set_title(f"{magnitudes.numel():,} gradient elements of the chapter's experiment model at init",
-                    fontsize=10)
+    grads.set_title(f"{magnitudes.numel():,} gradient elements at init\n(dashed: float16's smallest "
+                    "subnormal,\nsmallest normal and largest number)", fontsize=TITLE)
     path = _save(fig, "precision_formats")
 
     rows = ["| format | bits: sign + exponent + mantissa | largest finite | smallest normal | smallest subnormal "
@@ -1256,9 +1328,7 @@ def precision_formats() -> list[Path]:
         rows.append(f"| {name} | 1 + {exponent} + {mantissa} | {info.max:.4g} | {info.smallest_normal:.3g} | "
                     f"{info.smallest_normal * info.eps:.3g} | {info.eps:.3g} | "
                     f"{(mantissa + 1) * math.log10(2):.1f} |")
-    table = OUT / "precision_table.md"
-    table.write_text("\n".join(rows) + "\n")
-    return [path, table]
+    return [path, _write_text(OUT / "precision_table.md", "\n".join(rows) + "\n")]
 
 
 # Models trained with known N and D, for the scaling-law figure: (name, parameters, tokens).
@@ -1294,8 +1364,11 @@ def scaling_laws() -> list[Path]:
     law against Chinchilla's ``E + A / N**alpha``. Also writes the table of optima. Returns both
     paths.
     """
-    fig = Figure(figsize=(12.0, 8.6), layout="constrained")
+    fig = _figure(10.2)
     (surface, profiles), (ratio, kaplan) = fig.subplots(2, 2)
+    # One legend for the two fits, which every panel draws the same way.
+    fig.legend(handles=[Line2D([], [], color=color, ls=style, lw=1.8) for _, _, color, style in FITS],
+               labels=[name for name, _, _, _ in FITS], loc="outside upper center", ncols=2)
 
     n = _log_grid(1e7, 1e13, 241)  # parameters
     d = _log_grid(1e9, 1e15, 241)  # tokens
@@ -1304,34 +1377,37 @@ def scaling_laws() -> list[Path]:
     filled = surface.contourf(n.tolist(), d.tolist(), loss.tolist(), levels=[1.69] + levels + [10.0], cmap="viridis_r",
                               alpha=0.8)
     lines = surface.contour(n.tolist(), d.tolist(), loss.tolist(), levels=levels, colors="white", linewidths=0.5)
-    surface.clabel(lines, fmt="%.2f", fontsize=7)
-    fig.colorbar(filled, ax=surface, label="L(N, D), Hoffmann et al.'s fit (nats per token)", ticks=levels)
+    surface.clabel(lines, levels=[1.9, 2.1, 2.5, 3.0], fmt="%.2f", fontsize=TEXT)
+    fig.colorbar(filled, ax=surface, label="L(N, D), nats per token", ticks=levels[::2] + [levels[-1]])
     for exponent in range(18, 27, 2):  # iso-FLOP lines: D = C / (6 N)
         flops = 10.0 ** exponent
         surface.plot(n.tolist(), (flops / 6 / n).tolist(), color="white", lw=0.7, ls=":")
-        label_n = max(math.sqrt(flops / 6 / 1000), 1.2e7)  # near D = 1000 N, left of the frontiers
-        surface.text(label_n, flops / 6 / label_n, f"C = 1e{exponent}", color="white", fontsize=7, ha="left",
-                     va="center", bbox=dict(boxstyle="round,pad=0.15", fc="#00000055", ec="none"))
+        if exponent % 4 == 2:  # every other line labelled: 1e18, 1e22, 1e26
+            label_n = max(math.sqrt(flops / 6 / 1000), 1.2e7)  # near D = 1000 N, left of the frontiers
+            surface.text(label_n, flops / 6 / label_n, f"C = 1e{exponent}", color="white", fontsize=TEXT, ha="left",
+                         va="center", bbox=dict(boxstyle="round,pad=0.15", fc="#00000055", ec="none"))
     budgets = _log_grid(1e18, 1e26, 81)
     for name, params, color, style in FITS:
         optimum = [compute_optimal(c.item(), params) for c in budgets]
-        surface.plot([o[0] for o in optimum], [o[1] for o in optimum], color=color, ls=style, lw=1.8,
-                     label=f"compute-optimal, {name}")
+        surface.plot([o[0] for o in optimum], [o[1] for o in optimum], color=color, ls=style, lw=1.8)
         best_n, best_d = compute_optimal(GOPHER_BUDGET, params)
         surface.plot(best_n, best_d, "*", color=color, ms=11, markeredgecolor="white", zorder=5)
-    for (name, params_count, tokens), offset in zip(TRAINED_MODELS, [(-5, 4), (4, -14), (7, 0)]):
+    # Labels away from the frontiers, right of them and below (where only contours run), with leader lines.
+    for (name, params_count, tokens), (at, side) in zip(TRAINED_MODELS, [((9e10, 5e10), "right"),
+                                                                        ((4e11, 5e10), "left"),
+                                                                        ((5e11, 4e12), "left")]):
         surface.plot(params_count, tokens, "o", color="white", markeredgecolor="black", ms=5, zorder=4)
-        surface.annotate(f"{name}, {training_flops(params_count, tokens):.1e}", (params_count, tokens), xytext=offset,
-                         textcoords="offset points", fontsize=7, color="white", ha="right" if offset[0] < 0 else "left",
-                         bbox=dict(boxstyle="round,pad=0.15", fc="#00000077", ec="none"))
+        surface.annotate(f"{name}\n{training_flops(params_count, tokens):.1e}", (params_count, tokens), xytext=at,
+                         fontsize=TEXT, color="white", ha=side, va="center",
+                         bbox=dict(boxstyle="round,pad=0.15", fc="#00000077", ec="none"),
+                         arrowprops=dict(arrowstyle="-", color="white", lw=0.8))
     surface.set_xscale("log")
     surface.set_yscale("log")
     surface.set_xlim(1e7, 1e13)
     surface.set_ylim(1e9, 1e15)
     surface.set_xlabel("parameters N")
     surface.set_ylabel("training tokens D")
-    surface.set_title("L(N, D) with iso-FLOP lines 6ND = C (dotted); stars: optima for 5.76e23 FLOPs", fontsize=10)
-    surface.legend(fontsize=8, loc="lower right")
+    surface.set_title("L(N, D), iso-FLOP lines 6ND = C\n(dotted); stars: optima for 5.76e23", fontsize=TITLE)
 
     for exponent, color in zip(range(19, 28, 2), COLORS):
         flops = 10.0 ** exponent
@@ -1348,42 +1424,40 @@ def scaling_laws() -> list[Path]:
     profiles.set_ylim(1.6, 3.6)
     profiles.set_xlabel("parameters N (tokens D = C / 6N)")
     profiles.set_ylabel("predicted loss")
-    profiles.set_title("Loss along 6ND = C (solid: Hoffmann et al., dashed: refit)", fontsize=10)
-    profiles.legend(fontsize=8, loc="upper right")
+    profiles.set_title("Loss along 6ND = C\n(dots: each fit's minimum)", fontsize=TITLE)
+    profiles.legend(loc="lower left")
 
     for name, params, color, style in FITS:
         optimum = [compute_optimal(c.item(), params) for c in budgets]
-        ratio.plot(budgets.tolist(), [tokens / size for size, tokens in optimum], color=color, ls=style, lw=1.8,
-                   label=name)
+        ratio.plot(budgets.tolist(), [tokens / size for size, tokens in optimum], color=color, ls=style, lw=1.8)
         size, tokens = compute_optimal(GOPHER_BUDGET, params)
         ratio.plot(GOPHER_BUDGET, tokens / size, "*", color=color, ms=10)
         ratio.annotate(f"{size / 1e9:.0f}B params, {tokens / 1e12:.2f}T tokens", (GOPHER_BUDGET, tokens / size),
-                       xytext=(-150, 12 if style == "-" else -16), textcoords="offset points", fontsize=8,
+                       xytext=(-150, 16 if style == "-" else -24), textcoords="offset points", fontsize=TEXT,
                        color=color)
     ratio.axhline(20, color="gray", lw=0.8, ls=":")
-    ratio.text(1e24, 21.5, "20 tokens per parameter", fontsize=8, color="gray")
     ratio.set_xscale("log")
     ratio.set_yscale("log")
     ratio.set_ylim(8, 300)
+    ratio.set_yticks([10, 20, 100], ["10", "20", "100"])
     ratio.set_xlabel("compute C (FLOPs)")
     ratio.set_ylabel("optimal tokens per parameter D / N")
-    ratio.set_title("Where the two fits part: D/N at the optimum", fontsize=10)
-    ratio.legend(fontsize=8, loc="upper left")
+    ratio.set_title("Where the two fits part: D/N at the\noptimum (dotted: 20 per parameter)", fontsize=TITLE)
 
     sizes = _log_grid(1e6, 1e13, 200)
     kaplan.plot(sizes.tolist(), kaplan_loss(sizes).tolist(), color=COLORS[0], lw=1.8,
-                label="Kaplan et al. 2020: (8.8e13 / N)^0.076")
+                label="Kaplan et al. 2020:\n(8.8e13 / N)^0.076")
     for name, params, color, style in FITS:
         kaplan.plot(sizes.tolist(), (params["E"] + params["A"] / sizes ** params["alpha"]).tolist(), color=color,
-                    ls=style, lw=1.4, label=f"E + A / N^alpha, {name}")
+                    ls=style, lw=1.4, label="E + A / N^alpha,\neach fit" if style == "-" else None)
         kaplan.axhline(params["E"], color=color, lw=0.6, ls=":")
     kaplan.set_xscale("log")
     kaplan.set_xlim(1e6, 1e13)
     kaplan.set_ylim(1.5, 5.0)
     kaplan.set_xlabel("parameters N")
     kaplan.set_ylabel("loss with unlimited data")
-    kaplan.set_title("L(N) with unlimited data: a pure power law, or a floor E", fontsize=10)
-    kaplan.legend(fontsize=8, loc="upper right")
+    kaplan.set_title("L(N) with unlimited data: a pure\npower law, or a floor E", fontsize=TITLE)
+    kaplan.legend(loc="upper right")
     path = _save(fig, "scaling_laws")
 
     rows = ["| compute (FLOPs) | fit | parameters | tokens | tokens per parameter | predicted loss |",
@@ -1393,9 +1467,7 @@ def scaling_laws() -> list[Path]:
             size, tokens = compute_optimal(flops, params)
             rows.append(f"| {flops:.3g} | {name} | {_count(size)} | {_count(tokens)} | {tokens / size:.1f} | "
                         f"{chinchilla_loss(size, tokens, **params):.3f} |")
-    table = OUT / "scaling_table.md"
-    table.write_text("\n".join(rows) + "\n")
-    return [path, table]
+    return [path, _write_text(OUT / "scaling_table.md", "\n".join(rows) + "\n")]
 
 
 def training_dynamics() -> list[Path]:
@@ -1407,12 +1479,109 @@ def training_dynamics() -> list[Path]:
     redraws it with the script's own ``plot_results`` and ``table_markdown``. Returns both paths.
     """
     results = json.loads((RESULTS / "training_dynamics.json").read_text())
-    path = OUT / "training_dynamics.png"
-    OUT.mkdir(parents=True, exist_ok=True)
-    experiment_training.plot_results(results, path)
-    table = OUT / "training_dynamics_table.md"
-    table.write_text(experiment_training.table_markdown(results) + "\n")
-    return [path, table]
+    path = _drawn(OUT / "training_dynamics.png", lambda to: experiment_training.plot_results(results, to))
+    return [path, _write_text(OUT / "training_dynamics_table.md", experiment_training.table_markdown(results) + "\n")]
+
+
+# --------------------------------------------------------------------------------------
+# Chapter 07: the capstone GPT
+# --------------------------------------------------------------------------------------
+
+
+def _parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def capstone_model() -> Path:
+    """The capstone's GPT as the reference builds it for the recorded ``cpu-tiny`` run.
+
+    The model is built on the ``meta`` device from the ``gpt_config`` that
+    ``site/docs/results/capstone_cpu-tiny.json`` records (shapes, no storage), and every label
+    is read from it: the submodules' names (the ``state_dict`` keys) and classes, their shapes,
+    each part's parameter count, whether the output layer shares the embedding's matrix. The
+    drawing is the pre-norm stream, bottom to top: the embedding, ``n_layer`` blocks of
+    ``x + attn(attn_norm(x))`` and ``x + ffn(ffn_norm(x))`` (the residual stream green), the
+    final norm and the output layer.
+    """
+    config = json.loads((RESULTS / "capstone_cpu-tiny.json").read_text())["gpt_config"]
+    with torch.device("meta"):
+        model = GPT(GPTConfig(**config))
+    block = model.blocks[0]
+    L, H, D, V = model.config.n_layer, model.config.n_head, model.config.d_model, model.config.vocab_size
+    F, Dh, T = block.ffn.w2.in_features, model.config.head_dim, model.config.block_size
+    tied = model.lm_head.weight is model.embedding.weight
+    positions = {"rope": f"RoPE on q and k (head dim {Dh})", "alibi": "ALiBi bias on the scores"}.get(
+        model.config.pos, "no positions: added after the embedding")
+
+    fig = _figure(9.6)
+    ax = fig.subplots()
+    ax.set_xlim(0, 14)
+    ax.set_ylim(-0.2, 14.4)
+    ax.set_axis_off()
+    x, width, h = 5.8, 5.8, 0.62  # the stream's x, box width and height
+    count_x, chapter_x = x + width / 2 + 0.45, x + width / 2 + 2.35  # two columns right of the boxes
+
+    def part(y: float, text: str, fill: str, count: str, chapter: str) -> None:
+        _box(ax, x, y, text, fill, width=width, height=h)
+        ax.text(count_x, y, count, ha="left", va="center", fontsize=TEXT, color="gray")
+        ax.text(chapter_x, y, chapter, ha="left", va="center", fontsize=TEXT, color="gray")
+
+    def plus(y: float) -> None:
+        ax.text(x, y, "+", ha="center", va="center", fontsize=14, bbox=dict(boxstyle="circle,pad=0.15", fc="white",
+                                                                            ec="black"))
+
+    ax.text(x, 0.2, "idx  (B, T): character ids, T \u2264 block_size", ha="center", va="center", fontsize=TEXT)
+    _arrow(ax, (x, 0.45), (x, 1.3 - h / 2 - 0.05))
+    part(1.3, f"embedding: Embedding({V}, {D})", EMBEDDING_FILL, f"{_parameters(model.embedding):,}", "torch.nn")
+    _arrow(ax, (x, 1.3 + h / 2 + 0.05), (x, 2.75))
+    ax.text(x + 0.15, 2.2, "x  (B, T, D)", ha="left", va="center", fontsize=TEXT, color="gray")
+
+    # One block, framed, with its two skip connections.
+    ax.add_patch(FancyBboxPatch((x - width / 2 - 1.1, 2.75), width + 1.3, 6.75, boxstyle="round,pad=0.1", fc="#f4f4f4",
+                                ec="gray", lw=1.0))
+    ax.text(x - width / 2 - 1.05, 9.65, f"block \u00d7 {L}", ha="left", va="bottom", fontsize=TITLE, weight="bold")
+    ax.text(count_x, 9.65, f"in each of blocks.0 \u2026 blocks.{L - 1}:", ha="left", va="bottom", fontsize=TEXT,
+            color="gray", style="italic")
+    rows = [(3.9, f"attn_norm: {type(block.attn_norm).__name__}({D})", NORM_FILL, block.attn_norm, "chapter 05"),
+            (5.1, f"attn: {type(block.attn).__name__}, causal,\n{H} heads, {positions}", ATTENTION_FILL, block.attn,
+             "chapters 02, 03"),
+            (7.1, f"ffn_norm: {type(block.ffn_norm).__name__}({D})", NORM_FILL, block.ffn_norm, "chapter 05"),
+            (8.3, f"ffn: {type(block.ffn).__name__}({D} \u2192 {F} \u2192 {D})", FFN_FILL, block.ffn, "chapter 04")]
+    previous = 2.75
+    for (y, text, fill, module, chapter), branch in zip(rows, [True, False, True, False]):
+        if branch:  # the skip leaves the stream below the norm and rejoins it after the sublayer
+            ax.plot([x, x - width / 2 - 0.6, x - width / 2 - 0.6], [y - 0.55, y - 0.55, y + 2.0], color=COLORS[2],
+                    lw=2.2)
+            _arrow(ax, (x - width / 2 - 0.6, y + 2.0), (x - 0.2, y + 2.0), COLORS[2])
+        _arrow(ax, (x, previous), (x, y - h / 2 - 0.05))
+        part(y, text, fill, f"{_parameters(module):,}", chapter)
+        previous = y + h / 2 + 0.05
+        if not branch:
+            _arrow(ax, (x, previous), (x, y + 0.7))
+            plus(y + 0.9)
+            previous = y + 1.1
+    _arrow(ax, (x, previous), (x, 10.9 - h / 2 - 0.05))
+    part(10.9, f"norm: {type(model.norm).__name__}({D})", NORM_FILL, f"{_parameters(model.norm):,}", "chapter 05")
+    _arrow(ax, (x, 10.9 + h / 2 + 0.05), (x, 12.1 - h / 2 - 0.05))
+    part(12.1, f"lm_head: Linear({D} \u2192 {V}, no bias)", EMBEDDING_FILL,
+         "tied" if tied else f"{_parameters(model.lm_head):,}", "torch.nn")
+    _arrow(ax, (x, 12.1 + h / 2 + 0.05), (x, 12.95))
+    ax.text(x, 13.2, "logits  (B, T, V): a score for every next character", ha="center", va="center", fontsize=TEXT)
+    if tied:  # one V x D matrix: the embedding and, transposed, the output layer
+        line = dict(color=COLORS[4], lw=1.3, ls="--")
+        right = x - width / 2 - 1.7
+        ax.plot([x - width / 2 - 0.05, right, right, x - width / 2 - 0.05], [1.3, 1.3, 12.1, 12.1], **line)
+        ax.text(right - 0.15, 6.7, f"the same {V} \u00d7 {D} matrix (tied)", ha="right", va="center",
+                fontsize=TEXT, color=COLORS[4], rotation=90)
+
+    ax.text(count_x, 13.9, "parameters", ha="left", va="center", fontsize=TEXT, color="gray", weight="bold")
+    ax.text(chapter_x, 13.9, "from", ha="left", va="center", fontsize=TEXT, color="gray", weight="bold")
+    ax.text(count_x, 0.2, f"{_parameters(model):,} in all", ha="left", va="center", fontsize=TEXT, color="gray",
+            weight="bold")
+    fig.suptitle(f"The capstone GPT of the cpu-tiny run: L = {L}, H = {H}, D = {D}, F = {F}, V = {V}, block_size "
+                 f"{T};\npre-norm, {model.config.pos}, {model.config.norm}, {model.config.ffn}; green: the residual "
+                 "stream", fontsize=TITLE)
+    return _save(fig, "07_capstone_model")
 
 
 # In the order the pages use them.
@@ -1420,7 +1589,7 @@ def capstone_run() -> Path:
     """The recorded cpu-tiny run's loss curves, from ``site/docs/results/capstone_cpu-tiny.json``
     (written by ``site/scripts/capstone_results.py`` from a real ``nox -s capstone`` run)."""
     results = json.loads((RESULTS / "capstone_cpu-tiny.json").read_text())
-    return capstone_results.plot(results, OUT / "07_capstone_cpu-tiny.png")
+    return _drawn(OUT / "07_capstone_cpu-tiny.png", lambda to: capstone_results.plot(results, to))
 
 
 FIGURES: list[Callable[[], Path | list[Path]]] = [
@@ -1455,6 +1624,7 @@ FIGURES: list[Callable[[], Path | list[Path]]] = [
     scaling_laws,
     training_dynamics,
     # chapter 07
+    capstone_model,
     capstone_run,
 ]
 
@@ -1462,11 +1632,12 @@ FIGURES: list[Callable[[], Path | list[Path]]] = [
 def main() -> None:
     """Write every figure (and generated table) and print each path, relative to the repository root."""
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    with matplotlib.rc_context({"font.size": 9, "svg.hashsalt": "figures", "savefig.facecolor": "white"}):
+    with matplotlib.rc_context(STYLE):
         for make in FIGURES:
             written = make()
             for path in written if isinstance(written, list) else [written]:
                 print(path.relative_to(ROOT))
+    print(_write_text_sizes().relative_to(ROOT))
 
 
 if __name__ == "__main__":
