@@ -1,13 +1,16 @@
 """The reading site builds with `mkdocs build --strict`, serves nothing from a CDN, links every
 anchor the graders' feedback points at, carries an API page per chapter generated from the
 stubs, and reads well in a real browser: every page served on 127.0.0.1 and opened in headless
-Chromium, with its math rendered, its images loaded, no console errors and no dead links;
-screenshots of the home page and a chapter page land in reports/site/."""
+Chromium at a desktop width, with its math rendered, its images loaded, no console errors and
+no dead links; on the home page and the chapter pages nothing is wider than the content column,
+every figure opens full size on a click, and its text is shown at a readable size; screenshots
+of the home page and a chapter page, and the figures' text sizes, land in reports/site/."""
 
 from __future__ import annotations
 
 import ast
 import html
+import json
 import re
 import subprocess
 import sys
@@ -215,6 +218,17 @@ def test_api_pages_are_reproducible():
 
 SCREENSHOTS = ROOT / "reports" / "site"  # the test's artifacts: the home page and a chapter page
 CHAPTER_SHOT = "03_positional_encodings/"  # a page with display math beside its first figure
+# Written by site/scripts/figures.py: the floor (CSS px) and each PNG's smallest text, in its own pixels.
+TEXT_SIZES = DOCS / "figures" / "text_sizes.json"
+# Figures drawn by other modules' plot functions (figures.py only calls them) whose text is still
+# shown under the floor at the column's width: listed so that this test fails both when one of
+# them is mended (take it off) and when any other figure shrinks under the floor.
+SMALL_TEXT_ELSEWHERE = {
+    "01_attention_patterns.png": "site/scripts/experiment_attention.py via graders.viz.plot_attention_grid",
+    "ffn_ablation.png": "site/scripts/experiment_ffn.py plot_results",
+    "norm_gradients.png": "site/scripts/experiment_norm.py plot_results",
+    "training_dynamics.png": "site/scripts/experiment_training.py plot_results",
+}
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +241,7 @@ def site_in_browser(built_site):
             if url == base:
                 reports[url] = site_browser.visit(browser, url, SCREENSHOTS / "home.png")
             elif url == base + CHAPTER_SHOT:
-                reports[url] = site_browser.visit(browser, url, SCREENSHOTS / "chapter.png", at="img")
+                reports[url] = site_browser.visit(browser, url, SCREENSHOTS / "chapter.png", at="img", zoom=True)
             else:
                 reports[url] = site_browser.visit(browser, url)
         links = {link for report in reports.values() for link in report.links}
@@ -258,3 +272,54 @@ def test_internal_links_resolve(site_in_browser):
 def test_screenshots_saved(site_in_browser):
     for name in ("home.png", "chapter.png"):
         assert (SCREENSHOTS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def _reading_pages(reports: dict) -> list[site_browser.PageReport]:
+    """The reports of the home page and the chapter pages."""
+    slugs = [""] + [chapter.page.removesuffix(".md") + "/" for chapter in chapters.CHAPTERS]
+    base = min(reports, key=len)  # the home page's URL is the shortest
+    return [reports[base + slug] for slug in slugs]
+
+
+def test_pages_fit_the_content_column(site_in_browser):
+    """At a desktop width nothing on the home page or a chapter page reaches past the content
+    column, except inside a box that scrolls sideways and itself fits (site_browser._INSPECT
+    says exactly what is checked)."""
+    reports, _ = site_in_browser
+    pages = _reading_pages(reports)
+    assert all(report.column_width > 0 for report in pages)
+    wide = {report.url: report.overflows for report in pages if report.overflows}
+    assert not wide, wide
+
+
+def test_figures_open_full_size_on_click(site_in_browser):
+    """Every figure of the home page and the chapter pages is a GLightbox link to its own file,
+    and clicking one opens it in the lightbox."""
+    reports, _ = site_in_browser
+    figures = [figure for report in _reading_pages(reports) for figure in report.figures]
+    unlinked = [figure.src for figure in figures if figure.zoom != figure.src]
+    assert figures and not unlinked, f"figures without a zoom link to themselves: {unlinked}"
+    chapter = next(report for url, report in reports.items() if url.endswith(CHAPTER_SHOT))
+    assert chapter.zoomed == chapter.figures[0].src, "clicking the first figure did not show it in the lightbox"
+
+
+def test_figure_text_is_readable_at_its_displayed_size(site_in_browser):
+    """The smallest text of each figure, scaled by how wide the page shows the image against its
+    width in the file, is at least the floor figures.py draws for (READABLE_PT at 72 px per inch
+    of the column). The sizes shown are saved to reports/site/figure_text.json."""
+    reports, _ = site_in_browser
+    sizes = json.loads(TEXT_SIZES.read_text())
+    floor, smallest = sizes["floor_px"], sizes["smallest_text_px"]
+    shown: dict[str, float] = {}
+    for report in _reading_pages(reports):
+        for figure in report.figures:
+            name = figure.src.rsplit("/", 1)[-1]
+            assert name in smallest, f"{report.url}: {name} is not a figure of site/scripts/figures.py"
+            size = smallest[name] * figure.shown / figure.natural
+            shown[name] = round(min(size, shown.get(name, size)), 1)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "figure_text.json").write_text(json.dumps({"floor_px": floor, "smallest_text_px_shown":
+                                                              dict(sorted(shown.items()))}, indent=1) + "\n")
+    small = {name: size for name, size in shown.items() if size < floor}
+    assert shown and set(small) == set(SMALL_TEXT_ELSEWHERE), \
+        f"figures with text under {floor} px as shown: {small}; expected only {sorted(SMALL_TEXT_ELSEWHERE)}"
