@@ -80,7 +80,7 @@ if str(common.ROOT) not in sys.path:
 from graders.viz import layer_attention_maps, plot_attention_grid  # noqa: E402
 
 DEFAULT_RESULTS = common.ROOT / "site" / "docs" / "results" / "attention_patterns.json"
-DEFAULT_PLOT = common.ROOT / "site" / "docs" / "figures" / "attention_patterns.png"
+DEFAULT_PLOT = common.ROOT / "site" / "docs" / "figures" / "01_attention_patterns.png"
 OWN_RUNS = common.ROOT / "reports" / "experiment_attention"  # runs on any --impl but the reference
 # What the experiment calls in the course module (chapter 01).
 REQUIRED = {"transformer_full": ("Transformer",)}

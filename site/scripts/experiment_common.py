@@ -1,6 +1,7 @@
 """What the course's experiment scripts share: where the tree is, how they load and check a
 student's modules, the learning-rate schedule, progress on stderr (and, with ``--wandb``, on
-Weights & Biases), where their outputs go and the common part of their command line.
+Weights & Biases), where their outputs go, the reading site's rule for the size of a figure and
+its text, and the common part of their command line.
 
 Each experiment (``experiment_positional.py``, chapter 03; ``experiment_ffn.py``, chapter 04;
 the others alike) trains or measures tiny models built from the course's own flat modules,
@@ -250,11 +251,31 @@ def run_metadata(impl: Path, quick: bool) -> dict:
     return {"quick": quick, "impl": display_path(impl), "torch": torch.__version__, "threads": THREADS}
 
 
+# The reading site's rule for figures, the same for the experiments' (drawn here, redrawn by
+# site/scripts/figures.py from the results JSON) and for figures.py's own. Material's content
+# column is COLUMN_PX CSS px wide at a desktop width and scales a wider image down to it, so a
+# figure at most COLUMN_INCHES wide is shown at 72 CSS px per inch or more, and text of
+# READABLE_PT points or more at READABLE_PT CSS px or more. figures.py refuses to write a figure
+# whose text would be shown smaller than that.
+COLUMN_PX = 688
+COLUMN_INCHES = COLUMN_PX / 72
+READABLE_PT = 11
+TEXT_PT, TITLE_PT, SUPTITLE_PT = READABLE_PT, 12, 13  # labels, ticks and legends; axes titles; figure titles
+# Those sizes as matplotlib rcParams, for ``matplotlib.rc_context``: every text a plot draws
+# without a size of its own (tick labels are made only when the figure is drawn, so the context
+# must hold until it is saved).
+FONT_SIZES = {"font.size": TEXT_PT, "axes.titlesize": TITLE_PT, "axes.labelsize": TEXT_PT,
+              "xtick.labelsize": TEXT_PT, "ytick.labelsize": TEXT_PT, "legend.fontsize": TEXT_PT,
+              "legend.title_fontsize": TEXT_PT, "figure.titlesize": SUPTITLE_PT}
+
+
 def save_figure(fig, path: Path, dpi: int) -> Path:
-    """Lay out the matplotlib Figure ``fig`` and save it to ``path`` (its folder made first),
-    with no ``Software`` metadata, so the bytes depend only on what was drawn (and the installed
-    fonts). Returns ``path``."""
-    fig.tight_layout()
+    """Lay out the matplotlib Figure ``fig`` (``tight_layout``, unless it was made with a layout
+    engine of its own, such as ``layout="constrained"``) and save it to ``path`` (its folder made
+    first), with no ``Software`` metadata, so the bytes depend only on what was drawn (and the
+    installed fonts). Returns ``path``."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
     return path

@@ -54,6 +54,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import matplotlib
 import torch
@@ -68,14 +69,16 @@ OUT = ROOT / "site" / "docs" / "figures"
 sys.path.insert(0, str(ROOT / "reference_solutions"))  # flat modules: `import multi_head_attention`
 sys.path.insert(0, str(ROOT))  # `import graders.viz`
 sys.path.insert(0, str(ROOT / "site" / "scripts"))  # `import experiment_positional` (03), `experiment_ffn` (04), ...
-RESULTS = ROOT / "site" / "docs" / "results"  # the experiments' committed results (JSON)
+RESULTS = ROOT / "site" / "docs" / "results"  # committed results (JSON); each experiment names its own
 
-import experiment_attention  # noqa: E402  (chapter 01; called as experiment_attention.plot_results)
-import experiment_ffn  # noqa: E402  (chapter 04; called as experiment_ffn.plot_results: the names clash)
-import experiment_norm  # noqa: E402  (chapter 05, the same way)
-import experiment_training  # noqa: E402  (chapter 06, the same way)
+import experiment_attention  # noqa: E402  (chapter 01; every experiment is redrawn by _redrawn)
+import experiment_ffn  # noqa: E402  (chapter 04)
+import experiment_norm  # noqa: E402  (chapter 05)
+import experiment_positional  # noqa: E402  (chapter 03)
+import experiment_training  # noqa: E402  (chapter 06)
 import capstone_results  # noqa: E402  (chapter 07: the recorded cpu-tiny run, capstone_results.plot)
-from experiment_positional import plot_results, table_markdown  # noqa: E402
+from experiment_common import (COLUMN_INCHES, COLUMN_PX, FONT_SIZES, READABLE_PT, SUPTITLE_PT, TEXT_PT,  # noqa: E402
+                               TITLE_PT)
 from feedforward import (FeedForward, feedforward_parameter_count, gelu, relu, silu,  # noqa: E402
                          swiglu_hidden_dim, swiglu_parameter_count)
 from gpt import GPT, GPTConfig  # noqa: E402  (chapter 07: the capstone model, drawn from its config)
@@ -94,16 +97,12 @@ SEED = 0
 # Every figure is read in Material's content column, COLUMN_PX CSS px wide at a desktop width
 # (both sidebars shown), and an image wider than the column is scaled down to it. A figure at
 # most COLUMN_INCHES wide is therefore shown at 72 CSS px per inch or more, so a font size in
-# points is at least its size on screen in CSS px: figures.py draws every figure at most that
-# wide and no text under READABLE_PT (``_save`` refuses one that breaks either rule).
-COLUMN_PX = 688
-COLUMN_INCHES = COLUMN_PX / 72
-READABLE_PT = 11
-TEXT, TITLE, SUPTITLE = READABLE_PT, 12, 13  # labels and annotations; axes titles; figure titles
+# points is at least its size on screen in CSS px: every figure is drawn at most that wide with
+# no text under READABLE_PT (the rule, with the font sizes, is experiment_common's, shared with
+# the experiments' plots). ``_save`` refuses a figure of this file that breaks either half of it.
+TEXT, TITLE, SUPTITLE = TEXT_PT, TITLE_PT, SUPTITLE_PT  # labels and annotations; axes titles; figure titles
 DPI = 144  # twice the column's 72 px per inch: sharp on high-density screens and when zoomed
-STYLE = {"font.size": TEXT, "axes.titlesize": TITLE, "axes.labelsize": TEXT, "xtick.labelsize": TEXT,
-         "ytick.labelsize": TEXT, "legend.fontsize": TEXT, "legend.title_fontsize": TEXT,
-         "figure.titlesize": SUPTITLE, "svg.hashsalt": "figures", "savefig.facecolor": "white"}
+STYLE = FONT_SIZES | {"svg.hashsalt": "figures", "savefig.facecolor": "white"}
 # The smallest text of every PNG written, in pixels of the PNG, and the floor in CSS px: the
 # browser test (tests/test_site.py) scales the first by how large the page shows the image.
 TEXT_SIZES = "text_sizes.json"
@@ -152,6 +151,18 @@ def _drawn(path: Path, draw: Callable[[Path], object]) -> Path:
         Text.draw = original
     _smallest_text_px[path.name] = round(min(sizes), 2)
     return path
+
+
+def _redrawn(script: ModuleType) -> list[Path]:
+    """An experiment's figure and table, redrawn from its committed results with the script's
+    own ``plot_results`` and ``table_markdown``: its ``DEFAULT_RESULTS`` (the reference's run,
+    the site's recorded result) drawn into ``OUT`` under the name of its ``DEFAULT_PLOT``, and
+    the table beside it as ``<figure>_table.md``, which the page includes (pymdownx.snippets).
+    Returns both paths: the table is a build product that ships with the figures."""
+    results = json.loads(script.DEFAULT_RESULTS.read_text())
+    figure = OUT / script.DEFAULT_PLOT.name
+    path = _drawn(figure, lambda to: script.plot_results(results, to))
+    return [path, _write_text(OUT / f"{figure.stem}_table.md", script.table_markdown(results) + "\n")]
 
 
 def _figure(height: float, width: float = COLUMN_INCHES, **kwargs) -> Figure:
@@ -374,10 +385,7 @@ def attention_patterns() -> list[Path]:
     ``plot_results`` and ``table_markdown``, as for the other chapters' experiments. Returns both
     paths.
     """
-    results = json.loads((RESULTS / "attention_patterns.json").read_text())
-    path = _drawn(OUT / "01_attention_patterns.png", lambda to: experiment_attention.plot_results(results, to))
-    table = _write_text(OUT / "01_attention_patterns_table.md", experiment_attention.table_markdown(results) + "\n")
-    return [path, table]
+    return _redrawn(experiment_attention)
 
 
 def parameter_count() -> list[Path]:
@@ -837,9 +845,7 @@ def positional_extrapolation() -> list[Path]:
     ``table_markdown`` the table that the page includes (pymdownx.snippets) next to it.
     Returns both paths: the table is a build product that ships with the figures.
     """
-    results = json.loads((RESULTS / "positional_extrapolation.json").read_text())
-    path = _drawn(OUT / "positional_extrapolation.png", lambda to: plot_results(results, to))
-    return [path, _write_text(OUT / "positional_extrapolation_table.md", table_markdown(results) + "\n")]
+    return _redrawn(experiment_positional)
 
 
 # --------------------------------------------------------------------------------------
@@ -998,9 +1004,7 @@ def ffn_ablation() -> list[Path]:
     writes ``site/docs/results/ffn_ablation.json``; as for chapter 03, the site only redraws it
     with the script's own ``plot_results`` and ``table_markdown``. Returns both paths.
     """
-    results = json.loads((RESULTS / "ffn_ablation.json").read_text())
-    path = _drawn(OUT / "ffn_ablation.png", lambda to: experiment_ffn.plot_results(results, to))
-    return [path, _write_text(OUT / "ffn_ablation_table.md", experiment_ffn.table_markdown(results) + "\n")]
+    return _redrawn(experiment_ffn)
 
 
 # --------------------------------------------------------------------------------------
@@ -1151,9 +1155,7 @@ def norm_gradients() -> list[Path]:
     and 04, the site only redraws it with the script's own ``plot_results`` and
     ``table_markdown``. Returns both paths.
     """
-    results = json.loads((RESULTS / "norm_gradients.json").read_text())
-    path = _drawn(OUT / "norm_gradients.png", lambda to: experiment_norm.plot_results(results, to))
-    return [path, _write_text(OUT / "norm_gradients_table.md", experiment_norm.table_markdown(results) + "\n")]
+    return _redrawn(experiment_norm)
 
 
 def norm_bench() -> list[Path]:
@@ -1478,9 +1480,7 @@ def training_dynamics() -> list[Path]:
     ``site/docs/results/training_dynamics.json``; as for the other chapters, the site only
     redraws it with the script's own ``plot_results`` and ``table_markdown``. Returns both paths.
     """
-    results = json.loads((RESULTS / "training_dynamics.json").read_text())
-    path = _drawn(OUT / "training_dynamics.png", lambda to: experiment_training.plot_results(results, to))
-    return [path, _write_text(OUT / "training_dynamics_table.md", experiment_training.table_markdown(results) + "\n")]
+    return _redrawn(experiment_training)
 
 
 # --------------------------------------------------------------------------------------
