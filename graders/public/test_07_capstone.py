@@ -526,7 +526,8 @@ def test_fused_attention_drops_its_weights_in_training_only(student):
         n += (q + 1) * b * heads
     if abs(dropped - n * DROPOUT_P) > tolerances.DROPOUT_SIGMAS * (n * DROPOUT_P * (1 - DROPOUT_P)) ** 0.5 + 1:
         checks.fail(f"training mode: {dropped} of {n} attention weights were dropped with dropout={DROPOUT_P}, "
-                    f"about {n * DROPOUT_P:.0f} expected\n  see: dropout_p=config.dropout if attn.training else 0.0")
+                    f"about {n * DROPOUT_P:.0f} expected\n  see: dropout_p is config.dropout in training mode, 0 in "
+                    "eval mode")
 
 
 # --- data ---------------------------------------------------------------------------------------
