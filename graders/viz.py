@@ -267,10 +267,16 @@ def _set_ticks(ax, labels: list[str] | None, length: int, axis: str) -> None:
     """Token labels on one axis (``"x"`` keys, ``"y"`` queries), else at most ~8 numbered ticks."""
     setter = ax.set_xticks if axis == "x" else ax.set_yticks
     if labels is not None:
-        setter(range(length), labels, fontsize=7, **({"rotation": 90} if axis == "x" else {}))
+        setter(range(length), labels, **({"rotation": 90} if axis == "x" else {}))
     else:
         setter(range(0, length, max(1, math.ceil(length / 8))))
-        ax.tick_params(axis=axis, labelsize=7)
+
+
+def _row_label(name: str) -> str:
+    """A row's label: the module's qualified name broken after its last dot (so that a long one,
+    ``decoder_layers.1.cross_attn``, fits beside its row), then what the rows of its maps are."""
+    parent, dot, child = name.rpartition(".")
+    return f"{parent}{dot}\n{child}\nquery" if dot else f"{name}\nquery"
 
 
 def plot_attention_grid(
@@ -301,7 +307,9 @@ def plot_attention_grid(
 
     Returns:
         The ``matplotlib.figure.Figure``; the colour scale runs from 0 to 1 in every cell, so
-        heads and layers compare directly.
+        heads and layers compare directly. A row's heads share its query labels, shown once at
+        its left. Its text has matplotlib's sizes (``rcParams``: ``xtick.labelsize``,
+        ``axes.titlesize``, ...): draw and save it inside ``matplotlib.rc_context`` to change them.
 
     Raises:
         KeyError: a name that ``maps`` does not hold.
@@ -340,9 +348,11 @@ def plot_attention_grid(
             image = ax.imshow(w[h].numpy(), vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
             _set_ticks(ax, labels_k, k_len, "x")
             _set_ticks(ax, labels_q, q_len, "y")
+            if h > 0:  # a row's heads share its queries: their labels once, left of the row
+                ax.tick_params(axis="y", labelleft=False)
             if r == 0:
-                ax.set_title(f"head {h}", fontsize=10)
-        axes[r][0].set_ylabel(f"{name}\nquery", fontsize=8)
+                ax.set_title(f"head {h}")
+        axes[r][0].set_ylabel(_row_label(name))
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="attention weight")
     if title:

@@ -67,6 +67,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
+import matplotlib
 import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -318,24 +319,22 @@ def plot_results(results: dict, path: Path) -> Path:
     The decoder's rows are labelled with its inputs (BOS first), its keys in cross-attention with
     the source.
 
-    Saved with the Agg renderer and no ``Software`` metadata, so the bytes depend only on the
-    numbers (and the installed fonts). Returns ``path``.
+    Drawn for the reading site's column (at most ``common.COLUMN_INCHES`` wide, no text under
+    ``common.READABLE_PT``), saved with the Agg renderer and no ``Software`` metadata, so the
+    bytes depend only on the numbers (and the installed fonts). Returns ``path``.
     """
-    example, config = results["example"], results["config"]
-    tokens = {"source": token_labels(example["src"]), "target": token_labels(example["tgt_in"])}
-    modules = results["modules"]
-    title = (f"Reversing {config['seq_len']} tokens: held-out accuracy "
-             f"{results['held_out']['token_accuracy']:.1%}, last cross-attention "
-             f"{results['anti_diagonal_mass']:.2f} on the anti-diagonal (uniform {results['uniform_mass']:.3f})")
-    fig = plot_attention_grid(example["maps"], names=list(modules),
-                              tokens_q={name: tokens[m["queries"]] for name, m in modules.items()},
-                              tokens_k={name: tokens[m["keys"]] for name, m in modules.items()})
-    FigureCanvasAgg(fig)  # explicit Agg, whatever backend the caller's pyplot uses
-    fig.suptitle(title, fontsize=10)
-    # Constrained layout already placed everything: no save_figure (its tight_layout would fight it).
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-    return path
+    with matplotlib.rc_context(common.FONT_SIZES):  # plot_attention_grid's text takes the rc sizes
+        example, config = results["example"], results["config"]
+        tokens = {"source": token_labels(example["src"]), "target": token_labels(example["tgt_in"])}
+        modules = results["modules"]
+        title = (f"Reversing {config['seq_len']} tokens: held-out accuracy "
+                 f"{results['held_out']['token_accuracy']:.1%}, last cross-attention\n"
+                 f"{results['anti_diagonal_mass']:.2f} on the anti-diagonal (uniform {results['uniform_mass']:.3f})")
+        fig = plot_attention_grid(example["maps"], names=list(modules), title=title,
+                                  tokens_q={name: tokens[m["queries"]] for name, m in modules.items()},
+                                  tokens_k={name: tokens[m["keys"]] for name, m in modules.items()})
+        FigureCanvasAgg(fig)  # explicit Agg, whatever backend the caller's pyplot uses
+        return common.save_figure(fig, path, DPI)  # constrained layout: save_figure keeps it
 
 
 def _mean(values: list[float]) -> float:

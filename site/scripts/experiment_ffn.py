@@ -84,6 +84,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
+import matplotlib
 import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -509,35 +510,37 @@ def _draw_curves(ax, results: dict) -> None:
 
 def plot_results(results: dict, path: Path) -> Path:
     """The training loss curves of every variant, from a results dict (the JSON): the whole run
-    on the left, its second half zoomed on the right, where the curves would otherwise overlap.
-    Each variant's validation loss is a black-edged dot at the last step.
+    on the left, its second half zoomed on the right, where the curves would otherwise overlap;
+    the legend below them. Each variant's validation loss is a black-edged dot at the last step.
 
-    Saved with the Agg renderer and no ``Software`` metadata, so the bytes depend only on the
-    numbers (and the installed fonts). Returns ``path``.
+    Drawn for the reading site's column (``common.COLUMN_INCHES`` wide, no text under
+    ``common.READABLE_PT``), saved with the Agg renderer and no ``Software`` metadata, so the
+    bytes depend only on the numbers (and the installed fonts). Returns ``path``.
     """
-    config = results["config"]
-    fig = Figure(figsize=(8.0, 3.6))
-    FigureCanvasAgg(fig)  # explicit Agg, whatever backend the caller's pyplot uses
-    whole, zoom = fig.subplots(1, 2)
-    for ax in (whole, zoom):
-        _draw_curves(ax, results)
-        ax.set_xlabel("training step")
-    whole.set_ylabel("loss (nats per character)")
-    whole.set_title("whole run", fontsize=10)
-    # The zoom's y range: every curve point of the second half and every validation dot.
-    half = config["steps"] / 2
-    shown = [loss for entry in results["variants"].values()
-             for step, loss in zip(entry["train_curve"]["step"], entry["train_curve"]["loss"]) if step >= half]
-    shown += [entry["val_loss"] for entry in results["variants"].values()]
-    margin = 0.05 * (max(shown) - min(shown)) + 1e-3
-    zoom.set_xlim(half, config["steps"] * 1.02)
-    zoom.set_ylim(min(shown) - margin, max(shown) + margin)
-    zoom.set_title("second half (dots: validation loss)", fontsize=10)
-    fig.suptitle(f"FFN variants at matched parameters: {config['num_layers']} layers, d_model {config['d_model']}, "
-                 f"{config['steps']} steps of {config['batch_size']} x {config['block_size']} characters",
-                 fontsize=10)
-    zoom.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    return common.save_figure(fig, path, DPI)
+    with matplotlib.rc_context(common.FONT_SIZES):
+        config = results["config"]
+        fig = Figure(figsize=(common.COLUMN_INCHES, 4.6), layout="constrained")
+        FigureCanvasAgg(fig)  # explicit Agg, whatever backend the caller's pyplot uses
+        whole, zoom = fig.subplots(1, 2)
+        for ax in (whole, zoom):
+            _draw_curves(ax, results)
+            ax.set_xlabel("training step")
+        whole.set_ylabel("loss (nats per character)")
+        whole.set_title("whole run")
+        # The zoom's y range: every curve point of the second half and every validation dot.
+        half = config["steps"] / 2
+        shown = [loss for entry in results["variants"].values()
+                 for step, loss in zip(entry["train_curve"]["step"], entry["train_curve"]["loss"]) if step >= half]
+        shown += [entry["val_loss"] for entry in results["variants"].values()]
+        margin = 0.05 * (max(shown) - min(shown)) + 1e-3
+        zoom.set_xlim(half, config["steps"] * 1.02)
+        zoom.set_ylim(min(shown) - margin, max(shown) + margin)
+        zoom.set_title("second half (dots: validation loss)")
+        fig.suptitle(f"FFN variants at matched parameters: {config['num_layers']} layers, d_model "
+                     f"{config['d_model']},\n{config['steps']} steps of {config['batch_size']} x "
+                     f"{config['block_size']} characters")
+        fig.legend(*whole.get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False)
+        return common.save_figure(fig, path, DPI)
 
 
 def table_markdown(results: dict) -> str:

@@ -77,6 +77,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
+import matplotlib
 import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -86,7 +87,9 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `experiment_common`, however this file is loaded
 from experiment_common import (  # noqa: E402
+    COLUMN_INCHES,
     EXIT_NOT_IMPLEMENTED,
+    FONT_SIZES,
     ROOT,
     THREADS,
     add_output_options,
@@ -96,6 +99,7 @@ from experiment_common import (  # noqa: E402
     open_run_tracker,
     output_paths,
     run_metadata,
+    save_figure,
     start_tracking,
 )
 
@@ -258,43 +262,44 @@ def results_document(cfg: Config, impl: Path, quick: bool, configurations: dict[
 
 def plot_results(results: dict, path: Path) -> Path:
     """Per-block parameter gradient norm (log scale) against the block's index, one panel per
-    depth, one line per configuration, from a results dict (the JSON).
+    depth, one line per configuration (the legend below the panels), from a results dict (the
+    JSON).
 
-    Saved with the Agg renderer and no ``Software`` metadata, so the bytes depend only on the
-    numbers (and the installed fonts). Returns ``path``.
+    Drawn for the reading site's column (``COLUMN_INCHES`` wide, no text under
+    ``experiment_common.READABLE_PT``), saved with the Agg renderer and no ``Software`` metadata,
+    so the bytes depend only on the numbers (and the installed fonts). Returns ``path``.
     """
-    depths = results["config"]["depths"]
-    fig = Figure(figsize=(4.0 + 2.6 * len(depths), 3.6))
-    FigureCanvasAgg(fig)  # explicit Agg, whatever backend the caller's pyplot uses
-    axes = fig.subplots(1, len(depths), sharey=True)
-    for ax, depth in zip(axes, depths):
-        for name, entry in results["configurations"].items():
-            grads = entry["depths"][str(depth)]["param_grad_norm"]
-            ax.plot(range(1, len(grads) + 1), grads, label=entry["label"], linewidth=1.5, **STYLES.get(name, {}))
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlim(0.5, depth + 0.5)
-        ax.set_xlabel("block (1 = nearest the input)")
-        ax.set_title(f"{depth} blocks", fontsize=10)
-        ax.grid(True, which="both", alpha=0.3, linewidth=0.5)
-    # At least a decade of the log axis, centred on the data: a flat line looks flat, and a
-    # spread of 10% is not blown up to the panel's height.
-    grads = [g for entry in results["configurations"].values() for measured in entry["depths"].values()
-             for g in measured["param_grad_norm"]]
-    low, high = min(grads), max(grads)
-    pad = max(1.2, (10 * low / high) ** 0.5)
-    axes[0].set_ylim(low / pad, high * pad)
-    axes[0].set_ylabel("gradient norm of the block's parameters")
-    axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    config = results["config"]
-    fig.suptitle(f"Gradients at initialisation: MLP sublayers ({config['init']} init), D = {config['d_model']}, "
-                 f"cross-entropy through a linear head", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-    return path
+    with matplotlib.rc_context(FONT_SIZES):
+        depths = results["config"]["depths"]
+        fig = Figure(figsize=(COLUMN_INCHES, 4.4), layout="constrained")
+        FigureCanvasAgg(fig)  # explicit Agg, whatever backend the caller's pyplot uses
+        axes = fig.subplots(1, len(depths), sharey=True)
+        for ax, depth in zip(axes, depths):
+            for name, entry in results["configurations"].items():
+                grads = entry["depths"][str(depth)]["param_grad_norm"]
+                ax.plot(range(1, len(grads) + 1), grads, label=entry["label"], linewidth=1.5, **STYLES.get(name, {}))
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlim(0.5, depth + 0.5)
+            ax.set_title(f"{depth} blocks")
+            ax.grid(True, which="both", alpha=0.3, linewidth=0.5)
+        axes[len(axes) // 2].set_xlabel("block (1 = nearest the input)")  # one label for the row
+        # At least a decade of the log axis, centred on the data: a flat line looks flat, and a
+        # spread of 10% is not blown up to the panel's height.
+        grads = [g for entry in results["configurations"].values() for measured in entry["depths"].values()
+                 for g in measured["param_grad_norm"]]
+        low, high = min(grads), max(grads)
+        pad = max(1.2, (10 * low / high) ** 0.5)
+        axes[0].set_ylim(low / pad, high * pad)
+        axes[0].set_ylabel("gradient norm of the\nblock's parameters")
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+                   ncols=len(results["configurations"]), frameon=False)
+        config = results["config"]
+        fig.suptitle(f"Gradients at initialisation: MLP sublayers ({config['init']} init), D = {config['d_model']},\n"
+                     f"cross-entropy through a linear head")
+        return save_figure(fig, path, DPI)
 
 
 def table_markdown(results: dict) -> str:

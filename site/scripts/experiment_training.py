@@ -66,6 +66,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
+import matplotlib
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -303,65 +304,70 @@ def _curve(entry: dict, key: str = "train_curve") -> tuple[list, list]:
 
 
 def plot_results(results: dict, path: Path) -> Path:
-    """Three panels from a results dict (the JSON): the training curves over the warm-up and a
-    little after it, the whole run (dots: validation losses), and the final validation loss
-    against the peak learning rate. Colour: the peak rate; solid: no warm-up; dashed: warm-up.
+    """Three panels side by side from a results dict (the JSON): the training curves over the
+    warm-up and a little after it, the whole run (dots: validation losses), and the final
+    validation loss against the peak learning rate; the legend below them. Colour: the peak
+    rate; solid: no warm-up; dashed: warm-up.
 
-    Saved with the Agg renderer and no ``Software`` metadata, so the bytes depend only on the
-    numbers (and the installed fonts). Returns ``path``.
+    Drawn for the reading site's column (``common.COLUMN_INCHES`` wide, no text under
+    ``common.READABLE_PT``), saved with the Agg renderer and no ``Software`` metadata, so the
+    bytes depend only on the numbers (and the installed fonts). Returns ``path``.
     """
-    config, runs, colors = results["config"], results["runs"], _lr_colors(results)
-    fig = Figure(figsize=(12.0, 3.9))
-    FigureCanvasAgg(fig)  # explicit Agg, whatever backend the caller's pyplot uses
-    early, whole, sweep = fig.subplots(1, 3, width_ratios=[1.0, 1.0, 0.8])
-    horizon = min(config["steps"], 2 * config["warmup_steps"])
-    for entry in runs.values():
-        style = dict(color=colors[entry["peak_lr"]], linestyle=WARMUP_STYLE[entry["warmup_steps"] > 0], linewidth=1.2)
-        steps, losses = _curve(entry)
-        early.plot(steps, losses, **style)
-        whole.plot(steps, losses, **style)
-        val_steps, val_losses = _curve(entry, "val_curve")
-        whole.plot(val_steps, val_losses, marker="o", markersize=2.5, linestyle="none", color=style["color"])
-    uniform = results["corpus"]["uniform_loss"]
-    for ax in (early, whole):
-        ax.axhline(uniform, color="gray", linewidth=0.6, linestyle=":")
-        ax.axvspan(0, config["warmup_steps"], color="#eeeeee", zorder=0)
-        ax.set_xlabel("training step")
-    early.text(config["warmup_steps"] / 2, uniform, "warm-up", ha="center", va="bottom", fontsize=8, color="gray")
-    early.set_xlim(0, horizon)
-    early.set_ylim(top=uniform * 1.25)
-    early.set_ylabel("training loss (nats per character)")
-    early.set_title(f"the first {horizon} steps (dotted: uniform guess)", fontsize=10)
-    # The whole run's y range: from the lowest point to a little above the uniform guess.
-    lowest = min(loss for entry in runs.values() for key in ("train_curve", "val_curve")
-                 for loss in _curve(entry, key)[1])
-    whole.set_ylim(lowest * 0.9, uniform * 1.1)
-    whole.set_xlim(0, config["steps"] * 1.02)
-    whole.set_title("whole run (dots: validation loss)", fontsize=10)
+    with matplotlib.rc_context(common.FONT_SIZES):
+        config, runs, colors = results["config"], results["runs"], _lr_colors(results)
+        fig = Figure(figsize=(common.COLUMN_INCHES, 5.0), layout="constrained")
+        FigureCanvasAgg(fig)  # explicit Agg, whatever backend the caller's pyplot uses
+        early, whole, sweep = fig.subplots(1, 3)
+        horizon = min(config["steps"], 2 * config["warmup_steps"])
+        for entry in runs.values():
+            style = dict(color=colors[entry["peak_lr"]], linestyle=WARMUP_STYLE[entry["warmup_steps"] > 0],
+                         linewidth=1.2)
+            steps, losses = _curve(entry)
+            early.plot(steps, losses, **style)
+            whole.plot(steps, losses, **style)
+            val_steps, val_losses = _curve(entry, "val_curve")
+            whole.plot(val_steps, val_losses, marker="o", markersize=2.5, linestyle="none", color=style["color"])
+        uniform = results["corpus"]["uniform_loss"]
+        for ax in (early, whole):
+            ax.axhline(uniform, color="gray", linewidth=0.6, linestyle=":")
+            ax.axvspan(0, config["warmup_steps"], color="#eeeeee", zorder=0)
+            ax.set_xlabel("training step")
+        early.text(config["warmup_steps"] / 2, uniform, "warm-up", ha="center", va="bottom", color="gray")
+        early.set_xlim(0, horizon)
+        early.set_ylim(top=uniform * 1.25)
+        early.set_ylabel("training loss (nats per character)")
+        early.set_title(f"the first {horizon} steps\n(dotted: uniform guess)")
+        # The whole run's y range: from the lowest point to a little above the uniform guess.
+        lowest = min(loss for entry in runs.values() for key in ("train_curve", "val_curve")
+                     for loss in _curve(entry, key)[1])
+        whole.set_ylim(lowest * 0.9, uniform * 1.1)
+        whole.set_xlim(0, config["steps"] * 1.02)
+        whole.set_title("whole run\n(dots: validation loss)")
 
-    for warmup, marker in ((False, "s"), (True, "o")):
-        points = sorted((e["peak_lr"], e["val_loss"]) for e in runs.values()
-                        if (e["warmup_steps"] > 0) == warmup and e["val_loss"] is not None)
-        sweep.plot([lr for lr, _ in points], [loss for _, loss in points], color="black", marker=marker,
-                   markersize=4, linestyle=WARMUP_STYLE[warmup], linewidth=1.0)
-        for lr, loss in points:
-            sweep.plot(lr, loss, marker=marker, markersize=6, color=colors[lr], linestyle="none")
-    sweep.set_xscale("log")
-    sweep.set_xticks(config["peak_lrs"], [lr_label(lr) for lr in config["peak_lrs"]])
-    sweep.minorticks_off()
-    sweep.set_xlabel("peak learning rate")
-    sweep.set_ylabel("final validation loss")
-    sweep.set_title("end of the run", fontsize=10)
-    handles = [Line2D([], [], color=colors[lr], linewidth=2, label=f"peak {lr_label(lr)}") for lr in config["peak_lrs"]]
-    handles += [Line2D([], [], color="black", linestyle=WARMUP_STYLE[False], marker="s", markersize=4,
-                       label="no warm-up"),
-                Line2D([], [], color="black", linestyle=WARMUP_STYLE[True], marker="o", markersize=4,
-                       label=f"warm-up {config['warmup_steps']}")]
-    sweep.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.suptitle(f"Warm-up and peak learning rate: {config['num_layers']} layers, d_model {config['d_model']}, "
-                 f"{config['steps']} AdamW steps of {config['batch_size']} x {config['block_size']} characters, "
-                 f"cosine to {config['min_lr_ratio']:g} x peak", fontsize=10)
-    return common.save_figure(fig, path, DPI)
+        for warmup, marker in ((False, "s"), (True, "o")):
+            points = sorted((e["peak_lr"], e["val_loss"]) for e in runs.values()
+                            if (e["warmup_steps"] > 0) == warmup and e["val_loss"] is not None)
+            sweep.plot([lr for lr, _ in points], [loss for _, loss in points], color="black", marker=marker,
+                       markersize=4, linestyle=WARMUP_STYLE[warmup], linewidth=1.0)
+            for lr, loss in points:
+                sweep.plot(lr, loss, marker=marker, markersize=6, color=colors[lr], linestyle="none")
+        sweep.set_xscale("log")
+        sweep.set_xticks(config["peak_lrs"], [lr_label(lr) for lr in config["peak_lrs"]])
+        sweep.minorticks_off()
+        sweep.set_xlabel("peak learning rate")
+        sweep.set_ylabel("final validation loss")
+        sweep.set_title("end of the run\n")
+        handles = [Line2D([], [], color=colors[lr], linewidth=2, label=f"peak {lr_label(lr)}")
+                   for lr in config["peak_lrs"]]
+        handles += [Line2D([], [], color="black", linestyle=WARMUP_STYLE[False], marker="s", markersize=4,
+                           label="no warm-up"),
+                    Line2D([], [], color="black", linestyle=WARMUP_STYLE[True], marker="o", markersize=4,
+                           label=f"warm-up {config['warmup_steps']}")]
+        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+        fig.suptitle(f"Warm-up and peak learning rate: {config['num_layers']} layers, d_model {config['d_model']}, "
+                     f"{config['steps']} AdamW steps\nof {config['batch_size']} x {config['block_size']} characters, "
+                     f"cosine to {config['min_lr_ratio']:g} x peak")
+        return common.save_figure(fig, path, DPI)
 
 
 def _cell(value: float | None) -> str:

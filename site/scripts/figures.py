@@ -36,10 +36,12 @@ recorded ``cpu-tiny`` run's configuration (built on the ``meta`` device) and tha
 curves.
 
 Sizes: every figure drawn here is at most the reading column's width, with no text under
-READABLE_PT, so its text is shown at READABLE_PT CSS px or more (see COLUMN_PX). Every PNG is
-written to a temporary name and moved into place, so a site build running meanwhile never reads
-half a figure; the smallest text of each (in the PNG's pixels) goes to ``text_sizes.json``,
-which the browser test scales by the size the page shows the image at.
+READABLE_PT, so its text is shown at READABLE_PT CSS px or more (see COLUMN_PX); the
+experiments' plots follow the same rule, from ``experiment_common``. Every PNG, wherever drawn,
+is written to a temporary name, refused if its smallest text would be shown under READABLE_PT
+px, and moved into place, so a site build running meanwhile never reads half a figure; the
+smallest text of each (in the PNG's pixels) goes to ``text_sizes.json``, which the browser test
+scales by the size the page shows the image at.
 
 Structure: one function per figure, each returning the path it wrote (or the paths, when it
 also writes a table that a page includes); ``FIGURES`` lists them in the order of the pages;
@@ -99,7 +101,8 @@ SEED = 0
 # most COLUMN_INCHES wide is therefore shown at 72 CSS px per inch or more, so a font size in
 # points is at least its size on screen in CSS px: every figure is drawn at most that wide with
 # no text under READABLE_PT (the rule, with the font sizes, is experiment_common's, shared with
-# the experiments' plots). ``_save`` refuses a figure of this file that breaks either half of it.
+# the experiments' plots). ``_save`` refuses a figure of this file that breaks either half of
+# it, and ``_drawn`` any figure, wherever drawn, whose text would be shown under READABLE_PT px.
 TEXT, TITLE, SUPTITLE = TEXT_PT, TITLE_PT, SUPTITLE_PT  # labels and annotations; axes titles; figure titles
 DPI = 144  # twice the column's 72 px per inch: sharp on high-density screens and when zoomed
 STYLE = FONT_SIZES | {"svg.hashsalt": "figures", "savefig.facecolor": "white"}
@@ -131,9 +134,17 @@ def _write_text(path: Path, text: str) -> Path:
     return _replace(path, lambda temporary: temporary.write_text(text))
 
 
+def _png_width(path: Path) -> int:
+    """The width in pixels that a PNG's header (IHDR, the first chunk) records."""
+    header = path.read_bytes()[:24]
+    return int.from_bytes(header[16:20], "big")
+
+
 def _drawn(path: Path, draw: Callable[[Path], object]) -> Path:
-    """Have ``draw`` save one figure to ``path`` (through ``_replace``) and record the size of the
-    smallest text it drew. Figures drawn by the experiment scripts are saved inside them, out of
+    """Have ``draw`` save one PNG to ``path`` (through ``_replace``), record the size of the
+    smallest text it drew, and refuse it (ValueError, nothing written) when that text would be
+    shown under READABLE_PT CSS px: the PNG at its own size, or scaled down to COLUMN_PX when
+    wider. Figures drawn by the experiment scripts and other modules are saved inside them, out of
     reach of ``_save``: the record is taken at matplotlib's ``Text.draw``, the same for every
     figure, in pixels of the saved image (the renderer's DPI)."""
     sizes: list[float] = []
@@ -144,11 +155,19 @@ def _drawn(path: Path, draw: Callable[[Path], object]) -> Path:
             sizes.append(renderer.points_to_pixels(text.get_fontsize()))
         original(text, renderer)
 
-    Text.draw = recording
-    try:
-        _replace(path, draw)
-    finally:
-        Text.draw = original
+    def checked(temporary: Path) -> None:
+        Text.draw = recording
+        try:
+            draw(temporary)
+        finally:
+            Text.draw = original
+        width = _png_width(temporary)
+        shown = min(sizes) * min(1.0, COLUMN_PX / width)
+        if shown < READABLE_PT - 1e-6:
+            raise ValueError(f"{path.name}: text of {min(sizes):.1f} px in a PNG {width} px wide is shown at "
+                             f"{shown:.1f} px in the {COLUMN_PX} px column, under READABLE_PT = {READABLE_PT}")
+
+    _replace(path, checked)
     _smallest_text_px[path.name] = round(min(sizes), 2)
     return path
 
