@@ -46,12 +46,13 @@ def assert_finite(actual: torch.Tensor, *, what: str) -> None:
 
 
 def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, reveal: bool = False,
-                 hint: str = "", scale: torch.Tensor | None = None, error_size: bool = True) -> None:
+                 hint: str = "", scale: torch.Tensor | None = None, error_size: bool = True,
+                 scale_text: str = "max(1, |x|)") -> None:
     """`actual` matches `expected` element-wise within `tol` (shapes must agree exactly).
 
     `scale`, broadcastable to `expected`, multiplies `tol.atol` element by element: for errors
     that grow with the input rather than the output (an activation's rounding is about eps * |x|
-    even where its value is 0).
+    even where its value is 0); `scale_text` names it in the message.
 
     A public message (`reveal`) shows everything at the worst index: the error, the error relative
     to the expected value, both values and the allowed error there. A hidden one shows how many
@@ -85,7 +86,7 @@ def assert_close(actual, expected: torch.Tensor, tol: Tolerance, *, what: str, r
         return
     index = tuple(int(i) for i in torch.nonzero(err == err[bad].max())[0])
     formula = (f"{tol.atol:.1e} + {tol.rtol:.1e} * |expected|" if scale is None else
-               f"{tol.atol:.1e} * max(1, |x|) + {tol.rtol:.1e} * |expected|")
+               f"{tol.atol:.1e} * {scale_text} + {tol.rtol:.1e} * |expected|")
     if reveal:
         rel = err[index] / e[index].abs().clamp_min(1e-300)
         lines = [

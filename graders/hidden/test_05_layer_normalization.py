@@ -223,6 +223,27 @@ def affine_leaves(state: dict) -> dict[str, torch.Tensor]:
     return {name: state[name].double().clone().requires_grad_(True) for name in ("weight", "bias") if name in state}
 
 
+GRAD_SCALE_TEXT = "max(1, max|x| max|g| / std**2 over each normalized group)"
+
+
+def grad_scale(x: torch.Tensor, upstream: torch.Tensor, dims: tuple[int, ...], eps: float, *,
+               centered: bool = True) -> torch.Tensor:
+    """How much a norm's input gradient amplifies rounding, per normalized group (broadcast to x).
+
+    x - mean(x) rounds by about eps64 * max|x| wherever it is computed; y = (x - mean) / std
+    carries that error over std, and dx = (g - mean(g) - y * mean(g * y)) / std once more, so two
+    correct float64 implementations differ by about eps64 * max|x| * max|g| / std**2: tens at
+    offset 0, hundreds at 30 spreads from 0, and far more where a group of a few values draws a
+    std far below its offset (two nearly equal values). A gradient that skips the statistics is
+    off by about max|g| / std: with std >= sqrt(eps) and |x| <= 1e3 here, over 1e5 times the allowed error.
+    RMSNorm (`centered=False`) subtracts no mean: its std is the root mean square.
+    """
+    second = x.var(dim=dims, unbiased=False, keepdim=True) if centered else x.pow(2).mean(dim=dims, keepdim=True)
+    std = (second + eps).sqrt()
+    conditioning = x.abs().amax(dim=dims, keepdim=True) * upstream.abs().amax(dim=dims, keepdim=True) / std ** 2
+    return conditioning.clamp_min(1.0).expand_as(x)
+
+
 @pytest.mark.points(1)
 @pytest.mark.parametrize("kind", NORMS)
 @given(case=strategies.norm_cases(dtypes_=(torch.float64,), max_trailing=2))
@@ -251,7 +272,10 @@ def test_gradients_match_torch_for_input_and_parameters(student, kind, case):
     out = checks.check_tensor(result.output, what=f"{kind}(x)", shape=tuple(x.shape))
     forward_right = torch.allclose(out, y.detach(), rtol=tolerances.norm(torch.float64).rtol,
                                    atol=tolerances.norm(torch.float64).atol)
+    dims = tuple(range(-len(case.features), 0))
     checks.assert_close(got, expected[0], tolerances.norm_grad(torch.float64), what=f"d loss / d x through {kind}",
+                        scale=grad_scale(x, upstream, dims, case.eps, centered=kind == "LayerNorm"),
+                        scale_text=GRAD_SCALE_TEXT,
                         hint="your output is right but not its gradient: each row's statistics are functions of x, "
                         "so the gradient flows through them too (no .detach() or torch.no_grad() on them)"
                         if forward_right else "")
@@ -330,7 +354,9 @@ def test_batchnorm_training_gradients_match_torch(student, case):
                                    atol=tolerances.norm(torch.float64).atol)
     hint = ("your output is right but not its gradient: the batch mean and variance are functions of x, so the "
             "gradient flows through them too (no .detach() or torch.no_grad() on them)" if forward_right else "")
-    checks.assert_close(got, expected[0], tol, what="d loss / d x through BatchNorm in training mode", hint=hint)
+    checks.assert_close(got, expected[0], tol, what="d loss / d x through BatchNorm in training mode", hint=hint,
+                        scale=grad_scale(x, upstream, tuple(range(x.dim() - 1)), case.eps),
+                        scale_text=GRAD_SCALE_TEXT)
     for name, grad in zip(("weight", "bias"), expected[1:]):
         got = result.param_grads.get(name)
         if got is None:

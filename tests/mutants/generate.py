@@ -66,7 +66,7 @@ TASK_ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
         "GPTConfig": ("GPT",),
         "build_norm": ("GPT",),
         "build_ffn": ("GPT",),
-        "Block": ("GPT", "generate"),
+        "Block": ("GPT", "generate", "fused"),  # Block.forward calls fused_attention when the config asks
         "GPT": ("GPT", "generate"),
         "GPT.generate": ("generate",),
         "fused_attention": ("fused",),
