@@ -34,6 +34,9 @@ import sys
 from pathlib import Path
 
 USER_UID = USER_GID = 65534
+# The grader the user runs is this checkout's: it must be able to read it (a checkout under a
+# 0700 folder, such as `mktemp -d` makes, is root's alone).
+GRADERS_PACKAGE = Path(__file__).resolve().parents[2] / "graders" / "__init__.py"
 HERE = Path(__file__).resolve()
 
 CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
@@ -74,20 +77,25 @@ def unavailable() -> str | None:
             pass
     probe = ("import ctypes, os, sys\n"
              "libc = ctypes.CDLL(None, use_errno=True)\n"
+             f"readable = os.access({str(GRADERS_PACKAGE)!r}, os.R_OK)\n"
              f"ok = libc.unshare({CLONE_NEWUSER}) == 0\n"
-             "print(os.getuid(), 'userns' if ok else 'no-userns:' + os.strerror(ctypes.get_errno()))\n")
+             "why = 'userns' if ok else 'no-userns:' + os.strerror(ctypes.get_errno()).replace(' ', '_')\n"
+             "print(os.getuid(), why, readable)\n")
     try:
         done = subprocess.run(command([sys.executable, "-I", "-c", probe]), capture_output=True, text=True,
                               timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"the launcher could not run: {exc}"
     words = done.stdout.split()
-    if done.returncode != 0 or len(words) != 2:
+    if done.returncode != 0 or len(words) != 3:
         return f"the launcher failed (exit {done.returncode}): {(done.stdout + done.stderr).strip()[-300:]}"
     if words[0] != str(USER_UID):
         return f"the launcher did not switch users (uid {words[0]})"
     if words[1] != "userns":
         return f"uid {USER_UID} may not create a user namespace here ({words[1]})"
+    if words[2] != "True":
+        return (f"uid {USER_UID} cannot read this checkout ({GRADERS_PACKAGE}): a folder above it is closed to "
+                "others (mktemp -d makes 0700 folders)")
     return None
 
 
